@@ -1,0 +1,62 @@
+"""Writing audit rows. Every read and change of audio or transcripts and
+every tenant or quota change calls ``audit_record``."""
+
+from typing import Any
+
+from clinics.models import AuditEvent, Clinic
+
+
+class AuditAction:
+    SESSION_CREATE = "session.create"
+    SESSION_READ = "session.read"
+    SESSION_END = "session.end"
+    SESSION_ERASE = "session.erase"
+    STREAM_TOKEN_ISSUE = "stream_token.issue"
+    STREAM_START = "stream.start"
+    STREAM_STOP = "stream.stop"
+    TRANSCRIPT_READ = "transcript.read"
+    TRANSCRIPT_WRITE = "transcript.write"
+    AUDIO_READ = "audio.read"
+    AUDIO_WRITE = "audio.write"
+    LIVE_VIEW = "transcript.live_view"
+    CLINIC_CREATE = "clinic.create"
+    CLINIC_UPDATE = "clinic.update"
+    CLINIC_SUSPEND = "clinic.suspend"
+    CLINIC_REACTIVATE = "clinic.reactivate"
+    QUOTA_UPDATE = "quota.update"
+    API_KEY_CREATE = "api_key.create"
+    API_KEY_REVOKE = "api_key.revoke"
+    MEMBER_ADD = "member.add"
+    MEMBER_UPDATE = "member.update"
+    MEMBER_REMOVE = "member.remove"
+    CLINIC_EXPORT = "clinic.export"
+    RETENTION_PURGE = "retention.purge"
+
+
+def audit_record(
+    *,
+    clinic: Clinic,
+    action: str,
+    object_type: str,
+    object_id: object,
+    actor: Any = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """``actor`` is a ``clinics.access.Principal`` or None (system)."""
+    user = getattr(actor, "user", None)
+    api_key = getattr(actor, "api_key", None)
+    label = getattr(actor, "label", "system") if actor is not None else "system"
+    if actor is not None and getattr(actor, "extra", {}).get("system"):
+        label = f"system:{actor.extra['system']}"
+    return AuditEvent.objects.create(
+        clinic=clinic,
+        actor_user=user if user is not None and getattr(user, "pk", None) else None,
+        actor_api_key=api_key,
+        actor_label=label,
+        action=action,
+        object_type=object_type,
+        object_id=str(object_id),
+        details=details or {},
+        client_ip=getattr(actor, "client_ip", None),
+        request_id=getattr(actor, "request_id", "") or "",
+    )

@@ -1,0 +1,151 @@
+"""Tenants and who may act for them.
+
+A clinic is the tenant; every clinic-owned row elsewhere carries a non-null
+``clinic`` foreign key and is reached only through ``clinics.access``.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Language(models.TextChoices):
+    JA_JP = "ja-JP", "Japanese"
+    EN_US = "en-US", "English (US)"
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Clinic admin"
+    CLINICIAN = "clinician", "Clinician"
+
+
+class Clinic(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=64, unique=True)
+    default_language = models.CharField(max_length=8, choices=Language.choices, default=Language.JA_JP)
+    is_active = models.BooleanField(default=True)
+    kms_key_id = models.CharField(
+        max_length=256, blank=True, help_text="KMS key id or ARN used for this clinic's objects (SSE-KMS)."
+    )
+    retention_days = models.PositiveIntegerField(default=365 * 5)
+    transcription_engine = models.CharField(
+        max_length=16, blank=True, help_text="Overrides TRANSCRIPTION_ENGINE for this clinic (local, fake, aws)."
+    )
+    custom_vocabulary_name = models.CharField(max_length=200, blank=True)
+    priority = models.PositiveSmallIntegerField(
+        default=0, help_text="Higher goes first when engine streams are queued."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.CLINICIAN)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["clinic", "user"], name="membership_unique_clinic_user")]
+        indexes = [models.Index(fields=["clinic", "role"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.clinic} ({self.role})"
+
+
+class ClinicQuota(models.Model):
+    clinic = models.OneToOneField(Clinic, on_delete=models.CASCADE, primary_key=True, related_name="quota")
+    max_concurrent_sessions = models.PositiveIntegerField(default=20)
+    max_session_seconds = models.PositiveIntegerField(default=2 * 60 * 60)
+    audio_minutes_per_month = models.PositiveIntegerField(default=60 * 200)
+    storage_bytes = models.PositiveBigIntegerField(default=50 * 1024**3)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Quota of {self.clinic}"
+
+
+class ApiKey(models.Model):
+    """An integrator's key. Only a SHA-256 of the secret is stored: the keys
+    are 256-bit random, so a slow password hash buys nothing and would put a
+    KDF on every API call."""
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.CLINICIAN)
+    prefix = models.CharField(max_length=16, unique=True)
+    hashed_key = models.CharField(max_length=64)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["clinic", "created_at"])]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class AuditEvent(models.Model):
+    """Append-only record of who read or changed what. Never holds transcript
+    text, audio or patient references: ids and counts only."""
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="audit_events")
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    actor_api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    actor_label = models.CharField(max_length=200, blank=True)
+    action = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    details = models.JSONField(default=dict, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["clinic", "created_at"]),
+            models.Index(fields=["clinic", "object_type", "object_id"]),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.object_type}:{self.object_id}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        # Append-only is an invariant of the table, not business logic.
+        if not self._state.adding:
+            raise ValueError("audit events are append-only")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise ValueError("audit events are append-only")
+
+
+class UsedStreamToken(models.Model):
+    """Remembers consumed stream tokens so each works once. Rows older than
+    the token lifetime can be purged: an expired token fails anyway."""
+
+    jti = models.CharField(max_length=32, primary_key=True)
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+")
+    used_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"stream token {self.jti[:6]}…"

@@ -1,0 +1,78 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from clinics.models import ApiKey, Clinic, Language
+
+
+class SessionStatus(models.TextChoices):
+    CREATED = "created", "Created"
+    LIVE = "live", "Live"
+    ENDED = "ended", "Ended"
+    FAILED = "failed", "Failed"
+
+
+class ConsultationSession(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="sessions")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_by_api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    external_ref = models.CharField(
+        max_length=128, blank=True, help_text="Opaque id from the integrator. Never a patient name."
+    )
+    language = models.CharField(max_length=8, choices=Language.choices)
+    engine = models.CharField(max_length=16)
+    sample_rate = models.PositiveIntegerField(default=16000)
+    status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.CREATED)
+    failure_reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    audio_duration_ms = models.PositiveBigIntegerField(default=0)
+    audio_bytes = models.PositiveBigIntegerField(default=0)
+    storage_key = models.CharField(max_length=300, blank=True)
+    audio_sha256 = models.CharField(max_length=64, blank=True)
+    source = models.CharField(max_length=16, default="stream")  # stream | batch
+    progress = models.PositiveSmallIntegerField(default=0, help_text="Batch progress, percent.")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["clinic", "-created_at"]),
+            models.Index(fields=["clinic", "status"]),
+            models.Index(fields=["clinic", "external_ref"]),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Session {self.id}"
+
+    @property
+    def storage_prefix(self) -> str:
+        return f"{self.clinic_id}/{self.id}/"
+
+
+class TranscriptSegment(models.Model):
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="+")
+    session = models.ForeignKey(ConsultationSession, on_delete=models.CASCADE, related_name="segments")
+    segment_id = models.CharField(max_length=100)
+    revision = models.PositiveIntegerField(default=0)
+    start_ms = models.PositiveBigIntegerField()
+    end_ms = models.PositiveBigIntegerField()
+    text = models.TextField()
+    speaker = models.CharField(max_length=32, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    is_final = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["session", "segment_id"], name="segment_unique_per_session"),
+        ]
+        indexes = [models.Index(fields=["clinic", "session", "start_ms"])]
+        ordering = ["start_ms", "id"]
+
+    def __str__(self) -> str:
+        return f"Segment {self.segment_id} of {self.session_id}"

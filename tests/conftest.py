@@ -1,0 +1,59 @@
+"""Shared fixtures: two clinics and the three principals every tenant test
+uses — clinic A's admin, clinic A's clinician, and clinic B's user, who must
+never see anything of clinic A."""
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from clinics.access import Principal
+from clinics.models import Clinic, ClinicQuota, Membership, Role
+
+
+@pytest.fixture
+def clinic_a(db) -> Clinic:
+    clinic = Clinic.objects.create(name="Clinic A", slug="clinic-a", default_language="en-US")
+    ClinicQuota.objects.create(clinic=clinic)
+    return clinic
+
+
+@pytest.fixture
+def clinic_b(db) -> Clinic:
+    clinic = Clinic.objects.create(name="Clinic B", slug="clinic-b", default_language="ja-JP")
+    ClinicQuota.objects.create(clinic=clinic)
+    return clinic
+
+
+def _member(clinic: Clinic, username: str, role: str):
+    user = get_user_model().objects.create_user(username=username, password="pw-" + username)
+    Membership.objects.create(clinic=clinic, user=user, role=role)
+    return user
+
+
+@pytest.fixture
+def admin_a(clinic_a):
+    return _member(clinic_a, "alice-admin-a", Role.ADMIN)
+
+
+@pytest.fixture
+def clinician_a(clinic_a):
+    return _member(clinic_a, "carl-clinician-a", Role.CLINICIAN)
+
+
+@pytest.fixture
+def user_b(clinic_b):
+    return _member(clinic_b, "bob-b", Role.ADMIN)
+
+
+@pytest.fixture
+def principal_admin_a(clinic_a, admin_a) -> Principal:
+    return Principal(clinic=clinic_a, role=Role.ADMIN, user=admin_a)
+
+
+@pytest.fixture
+def principal_clinician_a(clinic_a, clinician_a) -> Principal:
+    return Principal(clinic=clinic_a, role=Role.CLINICIAN, user=clinician_a)
+
+
+@pytest.fixture
+def principal_b(clinic_b, user_b) -> Principal:
+    return Principal(clinic=clinic_b, role=Role.ADMIN, user=user_b)
