@@ -25,6 +25,10 @@ run: $(STAMP)
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
+# The suite runs against the machine's real PostgreSQL and Redis (as in CI).
+test: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+test: export REDIS_URL ?= redis://127.0.0.1:6379/0
+test: export TEST_DATABASE_NAME ?= test_voiceai
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
