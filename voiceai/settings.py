@@ -41,6 +41,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "voiceai.middleware.RequestIdMiddleware",
+    "voiceai.observability.HttpMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -198,6 +199,8 @@ AWS_TRANSCRIBE_REGIONS = env_list("AWS_TRANSCRIBE_REGIONS", ["ap-northeast-1"])
 AWS_TRANSCRIBE_ENDPOINT_URL = env_str("AWS_TRANSCRIBE_ENDPOINT_URL")
 ENGINE_STREAMS_PER_REGION = env_int("ENGINE_STREAMS_PER_REGION", 25, minimum=1)
 ENGINE_STARTS_PER_SECOND = env_int("ENGINE_STARTS_PER_SECOND", 25, minimum=1)
+
+METRICS_TOKEN = env_str("METRICS_TOKEN")
 
 # --- logging -------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
