@@ -57,3 +57,50 @@ def principal_clinician_a(clinic_a, clinician_a) -> Principal:
 @pytest.fixture
 def principal_b(clinic_b, user_b) -> Principal:
     return Principal(clinic=clinic_b, role=Role.ADMIN, user=user_b)
+
+
+# --- REST API: raw API keys and clients (keys are created through the service,
+# so they are hashed exactly like production keys) -----------------------------
+
+
+def _raw_key(clinic: Clinic, role: str, name: str) -> str:
+    from clinics.services import api_key_create
+
+    _, raw = api_key_create(clinic=clinic, role=role, name=name)
+    return raw
+
+
+@pytest.fixture
+def api_key_a_admin(clinic_a) -> str:
+    return _raw_key(clinic_a, Role.ADMIN, "a-admin")
+
+
+@pytest.fixture
+def api_key_a_clinician(clinic_a) -> str:
+    return _raw_key(clinic_a, Role.CLINICIAN, "a-clinician")
+
+
+@pytest.fixture
+def api_key_b(clinic_b) -> str:
+    return _raw_key(clinic_b, Role.ADMIN, "b-admin")
+
+
+@pytest.fixture
+def api_client():
+    """An unauthenticated DRF test client."""
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+@pytest.fixture
+def api_client_for():
+    """``api_client_for(raw_key)`` → a client sending ``Authorization: Api-Key <raw_key>``."""
+    from rest_framework.test import APIClient
+
+    def make(raw_key: str) -> "APIClient":
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
+        return client
+
+    return make

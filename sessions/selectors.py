@@ -1,0 +1,61 @@
+"""Reads of consultation sessions and transcripts, always through the
+access layer with the acting principal."""
+
+from datetime import datetime
+from typing import Any
+
+from django.db.models import QuerySet, Sum
+from django.utils import timezone
+
+from clinics.access import Principal, segments_visible_to, sessions_visible_to, system_principal
+from clinics.models import Clinic
+from sessions.models import ConsultationSession, SessionStatus, TranscriptSegment
+
+
+def session_list(
+    *,
+    principal: Principal,
+    status: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    external_ref: str | None = None,
+) -> QuerySet[ConsultationSession]:
+    """Newest first (the model's ordering, backed by the (clinic, -created_at) index)."""
+    qs = sessions_visible_to(principal)
+    if status:
+        qs = qs.filter(status=status)
+    if created_after is not None:
+        qs = qs.filter(created_at__gte=created_after)
+    if created_before is not None:
+        qs = qs.filter(created_at__lt=created_before)
+    if external_ref:
+        qs = qs.filter(external_ref=external_ref)
+    return qs.order_by("-created_at", "id")
+
+
+def transcript_finals(*, principal: Principal, session: ConsultationSession) -> QuerySet[TranscriptSegment]:
+    """The final segments in time order (interim results are never served)."""
+    return segments_visible_to(principal, session).filter(is_final=True).order_by("start_ms", "id")
+
+
+def _month_start(now: datetime) -> datetime:
+    local = timezone.localtime(now)
+    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def clinic_usage(*, clinic: Clinic) -> dict[str, Any]:
+    """Usage next to each quota limit: live sessions now, audio minutes in
+    the current calendar month (TIME_ZONE), and bytes of stored audio.
+
+    Storage is the sum of the sessions' recorded ``audio_bytes`` — listing
+    the bucket on every read would be slow and costly.
+    """
+    sessions = sessions_visible_to(system_principal(clinic, label="usage"))
+    month_start = _month_start(timezone.now())
+    month_ms = sessions.filter(created_at__gte=month_start).aggregate(ms=Sum("audio_duration_ms"))["ms"] or 0
+    return {
+        "live_sessions": sessions.filter(status=SessionStatus.LIVE).count(),
+        "audio_minutes_this_month": round(month_ms / 60000, 2),
+        "storage_bytes": sessions.aggregate(b=Sum("audio_bytes"))["b"] or 0,
+        "month_start": month_start,
+    }

@@ -1,0 +1,166 @@
+"""Writes on consultation sessions: create, end, erase, stream tokens.
+
+Keyword-only, each in one transaction with an audit row; events for live
+sockets go out only after the transaction commits.
+"""
+
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from clinics.access import Principal, access_session, ensure_clinic_active, segments_visible_to
+from clinics.audit import AuditAction, audit_record
+from clinics.models import Language
+from sessions import storage_keys
+from sessions.models import ConsultationSession, SessionStatus
+from sessions.selectors import clinic_usage
+from sessions.storage import storage_delete_prefix
+from sessions.tokens import IssuedToken, stream_token_issue
+from transcription.groups import session_group
+from voiceai.errors import Conflict, InvalidInput, QuotaExceeded
+from voiceai.logging import get_logger
+
+log = get_logger(__name__)
+
+SAMPLE_RATE_MIN = 8000
+SAMPLE_RATE_MAX = 48000
+EXTERNAL_REF_MAX = 128
+_OPEN = (SessionStatus.CREATED, SessionStatus.LIVE)
+
+
+def _engine_for(principal: Principal) -> str:
+    return principal.clinic.transcription_engine or settings.TRANSCRIPTION_ENGINE
+
+
+@transaction.atomic
+def session_create(
+    *,
+    principal: Principal,
+    external_ref: str = "",
+    language: str | None = None,
+    sample_rate: int = 16000,
+) -> ConsultationSession:
+    ensure_clinic_active(principal.clinic)
+    language = language or principal.clinic.default_language
+    errors: dict[str, str] = {}
+    if language not in Language.values:
+        errors["language"] = f"Must be one of {', '.join(Language.values)}."
+    if (
+        not isinstance(sample_rate, int)
+        or isinstance(sample_rate, bool)
+        or not (SAMPLE_RATE_MIN <= sample_rate <= SAMPLE_RATE_MAX)
+    ):
+        errors["sample_rate"] = f"Must be an integer from {SAMPLE_RATE_MIN} to {SAMPLE_RATE_MAX}."
+    if not isinstance(external_ref, str) or len(external_ref) > EXTERNAL_REF_MAX:
+        errors["external_ref"] = f"Must be a string of at most {EXTERNAL_REF_MAX} characters."
+    if errors:
+        raise InvalidInput("The session has invalid fields.", details=errors)
+    quota = getattr(principal.clinic, "quota", None)
+    if quota is not None and clinic_usage(clinic=principal.clinic)["audio_minutes_this_month"] >= (
+        quota.audio_minutes_per_month
+    ):
+        raise QuotaExceeded("The clinic's audio minutes for this month are used up.", code="audio_minutes_exhausted")
+    session = ConsultationSession.objects.create(
+        clinic=principal.clinic,
+        created_by=principal.user if principal.user is not None and principal.user.pk else None,
+        created_by_api_key=principal.api_key,
+        external_ref=external_ref,
+        language=language,
+        engine=_engine_for(principal),
+        sample_rate=sample_rate,
+    )
+    audit_record(
+        clinic=principal.clinic,
+        action=AuditAction.SESSION_CREATE,
+        object_type="session",
+        object_id=session.pk,
+        actor=principal,
+        details={"language": language, "engine": session.engine},
+    )
+    log.info("session_created", clinic_id=str(principal.clinic.pk), session_id=str(session.pk))
+    return session
+
+
+def session_token_issue(*, principal: Principal, session: ConsultationSession) -> IssuedToken:
+    """A fresh stream token (e.g. to reconnect); only for open sessions."""
+    if session.status not in _OPEN:
+        raise Conflict("The session has ended.", code="session_ended")
+    issued = stream_token_issue(principal=principal, session=session)
+    audit_record(
+        clinic=principal.clinic,
+        action=AuditAction.STREAM_TOKEN_ISSUE,
+        object_type="session",
+        object_id=session.pk,
+        actor=principal,
+    )
+    return issued
+
+
+def _notify_session_ended(clinic_id: Any, session_id: Any) -> None:
+    """Tell live sockets of the session to close. Runs after commit; a
+    channel layer outage must not turn a committed end into an error."""
+    try:
+        layer = get_channel_layer()
+        if layer is not None:
+            async_to_sync(layer.group_send)(session_group(clinic_id, session_id), {"type": "session.ended"})
+    except Exception:
+        log.exception("session_end_notify_failed", clinic_id=str(clinic_id), session_id=str(session_id))
+
+
+@transaction.atomic
+def session_end(*, principal: Principal, session: ConsultationSession) -> ConsultationSession:
+    """Ends an open session (idempotent for ended/failed sessions)."""
+    session = access_session(principal, session.pk, for_update=True)
+    if session.status not in _OPEN:
+        return session
+    before = session.status
+    session.status = SessionStatus.ENDED
+    session.ended_at = timezone.now()
+    session.save(update_fields=["status", "ended_at"])
+    audit_record(
+        clinic=principal.clinic,
+        action=AuditAction.SESSION_END,
+        object_type="session",
+        object_id=session.pk,
+        actor=principal,
+        details={"from": before},
+    )
+    clinic_id, session_id = session.clinic_id, session.pk
+    transaction.on_commit(lambda: _notify_session_ended(clinic_id, session_id))
+    return session
+
+
+def session_erase(*, principal: Principal, session: ConsultationSession) -> dict[str, int]:
+    """Erasure: every storage object under the session's prefix, the
+    transcript rows and the session row go; an audit tombstone stays.
+
+    Storage goes first: if it fails, nothing in the database has changed and
+    the erasure can be retried; the reverse order could leave audio behind
+    with no row pointing at it. A live session must be ended first, or its
+    stream would keep writing parts after the erasure.
+    """
+    session = access_session(principal, session.pk)
+    if session.status == SessionStatus.LIVE:
+        raise Conflict("End the live session before erasing it.", code="session_live")
+    objects = storage_delete_prefix(storage_keys.session_prefix(session))
+    with transaction.atomic():
+        session = access_session(principal, session.pk, for_update=True)
+        if session.status == SessionStatus.LIVE:  # went live meanwhile
+            raise Conflict("End the live session before erasing it.", code="session_live")
+        segments, _ = segments_visible_to(principal, session).delete()
+        session_id = session.pk
+        session.delete()
+        audit_record(
+            clinic=principal.clinic,
+            action=AuditAction.SESSION_ERASE,
+            object_type="session",
+            object_id=session_id,
+            actor=principal,
+            details={"storage_objects": objects, "segments": segments},
+        )
+    log.info("session_erased", clinic_id=str(principal.clinic.pk), session_id=str(session_id), objects=objects)
+    return {"storage_objects": objects, "segments": segments}

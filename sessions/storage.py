@@ -1,0 +1,57 @@
+"""Storage helpers that work the same on local files and S3.
+
+``default_storage`` is FileSystemStorage in development and S3Storage
+(django-storages) in production; both implement ``listdir``/``delete``, and
+on S3 whole prefixes are removed with batched DeleteObjects calls.
+"""
+
+import contextlib
+
+from django.core.files.storage import FileSystemStorage, Storage, default_storage
+
+from voiceai.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def _check_prefix(prefix: str) -> None:
+    # An empty or rooted prefix would erase every clinic's objects.
+    if not prefix or not prefix.endswith("/") or prefix.startswith("/") or ".." in prefix.split("/"):
+        raise ValueError("storage prefix must be a relative 'dir/.../' path")
+
+
+def _delete_tree(storage: Storage, path: str) -> int:
+    try:
+        dirs, files = storage.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    deleted = 0
+    for name in files:
+        storage.delete(f"{path}{name}")
+        deleted += 1
+    for name in dirs:
+        deleted += _delete_tree(storage, f"{path}{name}/")
+    if isinstance(storage, FileSystemStorage):
+        # FileSystemStorage leaves the (now empty) directory behind.
+        with contextlib.suppress(OSError):
+            storage.delete(path.rstrip("/"))
+    return deleted
+
+
+def storage_delete_prefix(prefix: str, *, storage: Storage | None = None) -> int:
+    """Delete every object under ``prefix`` (recursively); returns how many
+    objects were deleted. Missing prefixes delete nothing."""
+    _check_prefix(prefix)
+    storage = storage or default_storage
+    bucket = getattr(storage, "bucket", None)
+    if bucket is not None and hasattr(storage, "_normalize_name"):
+        # S3: one listing, deletes in batches of up to 1,000 keys.
+        key_prefix = storage._normalize_name(prefix)
+        deleted = 0
+        for response in bucket.objects.filter(Prefix=key_prefix).delete():
+            deleted += len(response.get("Deleted", []))
+            if response.get("Errors"):
+                log.error("storage_delete_errors", count=len(response["Errors"]))
+                raise OSError("some storage objects could not be deleted")
+        return deleted
+    return _delete_tree(storage, prefix)
