@@ -1,0 +1,1 @@
+from tests.servers import server_factory  # noqa: F401  (fixture for real-process tests)
