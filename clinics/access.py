@@ -14,7 +14,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
-from clinics.models import ApiKey, AuditEvent, Clinic, Membership, Role
+from clinics.models import ApiKey, AuditEvent, Clinic, ClinicQuota, Membership, Role
 from sessions.models import ConsultationSession, TranscriptSegment
 from voiceai.errors import ClinicSuspended, Forbidden, NotFound
 
@@ -139,6 +139,11 @@ def segments_visible_to(principal: Principal, session: ConsultationSession) -> Q
     return TranscriptSegment.objects.filter(clinic=principal.clinic, session=session)
 
 
+def transcript_segments_visible_to(principal: Principal) -> QuerySet[TranscriptSegment]:
+    """All of the clinic's segments (admin lists); reading their text is audited by the caller."""
+    return TranscriptSegment.objects.filter(clinic=principal.clinic)
+
+
 # --- clinic administration ---------------------------------------------------
 
 
@@ -164,6 +169,11 @@ def access_membership(principal: Principal, membership_id: object) -> Membership
     if membership is None:
         raise NotFound("Member not found.")
     return membership
+
+
+def quotas_visible_to(principal: Principal) -> QuerySet[ClinicQuota]:
+    """The clinic's own quota row; any member may read it, only staff change it."""
+    return ClinicQuota.objects.filter(clinic=principal.clinic)
 
 
 def audit_events_visible_to(principal: Principal) -> QuerySet[AuditEvent]:
