@@ -1,0 +1,169 @@
+"""Tenant scoping for Django admin.
+
+The rule: a **superuser is platform staff** and sees every clinic. Any other
+staff user acts only as a **clinic admin**, i.e. through their active
+``Membership(role=admin)`` rows, and sees exactly what ``clinics.access``
+returns for those clinics. A staff user with neither sees nothing, whatever
+Django model permissions they were granted: Django's permission system knows
+nothing about tenants, so it is not consulted for non-superusers at all.
+
+Every admin class mixes in ``TenantScopedAdminMixin`` and names the access
+layer function that scopes it (``scope_queryset``). Querysets, object
+lookups (``get_object`` goes through ``get_queryset``), foreign key choices,
+autocomplete (which asks the target model's admin for its queryset) and
+list filters then all stay inside the admin's clinics; another clinic's id
+answers like a missing one.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from typing import Any, ClassVar
+
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.db import models
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from clinics import access
+from clinics.access import Principal
+from clinics.models import Clinic, Role
+from clinics.services import PlatformActor
+from voiceai.errors import DomainError
+
+_CACHE_ATTR = "_voiceai_admin_principals"
+
+ALL_PERMISSIONS = frozenset({"view", "add", "change", "delete"})
+
+
+def is_platform_staff(user: Any) -> bool:
+    return bool(user and user.is_active and user.is_superuser)
+
+
+def _client_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def admin_principals(request: HttpRequest) -> list[Principal]:
+    """The clinic-admin principals of the signed-in user, one per clinic they
+    administer (active clinics only). Empty for platform staff and for users
+    who administer no clinic. Cached on the request."""
+    cached = getattr(request, _CACHE_ATTR, None)
+    if cached is not None:
+        return cached
+    user = request.user
+    principals: list[Principal] = []
+    if user.is_authenticated and user.is_active and user.is_staff and not user.is_superuser:
+        for membership in access.memberships_of(user):
+            if membership.role != Role.ADMIN:
+                continue
+            try:
+                principals.append(
+                    access.principal_for_user(
+                        user,
+                        clinic_id=membership.clinic_id,
+                        client_ip=_client_ip(request),
+                        request_id=getattr(request, "request_id", ""),
+                    )
+                )
+            except DomainError:
+                # Suspended clinic: its admins lose admin access with it.
+                continue
+    setattr(request, _CACHE_ATTR, principals)
+    return principals
+
+
+def administered_clinic_ids(request: HttpRequest) -> list[Any]:
+    return [p.clinic.pk for p in admin_principals(request)]
+
+
+def actor_for(request: HttpRequest, clinic: Clinic) -> Principal | PlatformActor:
+    """The actor to record in audit rows for work on ``clinic``: the user's
+    own clinic-admin principal there, or for platform staff a
+    ``PlatformActor``. Anyone else has no business here."""
+    for principal in admin_principals(request):
+        if principal.clinic.pk == clinic.pk:
+            return principal
+    if is_platform_staff(request.user):
+        return PlatformActor(
+            user=request.user, client_ip=_client_ip(request), request_id=getattr(request, "request_id", "")
+        )
+    raise PermissionDenied
+
+
+def scoped_union(querysets: list[QuerySet]) -> QuerySet | None:
+    """OR together per-clinic querysets (a user may administer several)."""
+    if not querysets:
+        return None
+    return functools.reduce(operator.or_, querysets)
+
+
+class TenantScopedAdminMixin:
+    """Mix into ModelAdmin / InlineModelAdmin before the Django base class.
+
+    Subclasses set:
+    - ``scope_queryset(principal)``: the access-layer queryset for one clinic.
+    - ``clinic_admin_permissions``: what a clinic admin may do here.
+    - ``staff_permissions``: what platform staff may do here (default all).
+    """
+
+    clinic_admin_permissions: ClassVar[frozenset[str]] = frozenset({"view"})
+    staff_permissions: ClassVar[frozenset[str]] = ALL_PERMISSIONS
+
+    def scope_queryset(self, principal: Principal) -> QuerySet:
+        raise NotImplementedError("a tenant-scoped admin must say how it is scoped")
+
+    # --- querysets ----------------------------------------------------------
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        base = super().get_queryset(request)  # type: ignore[misc]
+        if is_platform_staff(request.user):
+            return base
+        scoped = scoped_union([self.scope_queryset(p) for p in admin_principals(request)])
+        if scoped is None:
+            return base.none()
+        # Keep the admin's ordering; the filter comes only from the access layer.
+        return scoped.order_by(*(base.query.order_by or self.model._meta.ordering or ["pk"]))  # type: ignore[attr-defined]
+
+    def formfield_for_foreignkey(self, db_field: models.ForeignKey, request: HttpRequest, **kwargs: Any) -> Any:
+        if not is_platform_staff(request.user):
+            kwargs["queryset"] = scoped_choices(db_field.related_model, request, self.admin_site)  # type: ignore[attr-defined]
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
+
+    # --- permissions --------------------------------------------------------
+
+    def _allowed(self, request: HttpRequest, action: str) -> bool:
+        if is_platform_staff(request.user):
+            return action in self.staff_permissions
+        return action in self.clinic_admin_permissions and bool(admin_principals(request))
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._allowed(request, "view")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._allowed(request, "view") or self._allowed(request, "change")
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return self._allowed(request, "add")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._allowed(request, "change")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._allowed(request, "delete")
+
+
+def scoped_choices(model: type[models.Model], request: HttpRequest, admin_site: admin.AdminSite) -> QuerySet:
+    """Foreign key choices for a clinic admin: what that model's own scoped
+    admin shows them; for users, only members of their clinics; otherwise
+    nothing. Platform staff never get here."""
+    model_admin = admin_site._registry.get(model)
+    if isinstance(model_admin, TenantScopedAdminMixin):
+        return model_admin.get_queryset(request)
+    if model is get_user_model():
+        clinic_ids = administered_clinic_ids(request)
+        return model._default_manager.filter(memberships__clinic_id__in=clinic_ids).distinct().order_by("username")
+    return model._default_manager.none()

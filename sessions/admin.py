@@ -1,0 +1,192 @@
+"""Django admin for consultation sessions and transcripts, scoped like the
+rest of the admin (``clinics.admin_scoping``). Opening a page that shows
+transcript text writes a ``transcript.read`` audit row; editing a segment
+writes ``transcript.write``. Erasure goes through ``session_erase`` so the
+audio in storage goes with the rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+
+from clinics import access
+from clinics.access import Principal
+from clinics.admin_scoping import TenantScopedAdminMixin, actor_for, administered_clinic_ids, is_platform_staff
+from clinics.audit import AuditAction, audit_record
+from clinics.models import Role
+from sessions import services
+from sessions.models import ConsultationSession, SessionStatus, TranscriptSegment
+from voiceai.errors import DomainError
+
+
+def _session_principal(request: HttpRequest, session: ConsultationSession) -> Principal:
+    """Session services take a Principal of the session's clinic; platform
+    staff act through one that names them."""
+    actor = actor_for(request, session.clinic)
+    if isinstance(actor, Principal):
+        return actor
+    return Principal(
+        clinic=session.clinic,
+        role=Role.ADMIN,
+        user=request.user,
+        client_ip=actor.client_ip,
+        request_id=actor.request_id,
+        extra={"platform_staff": True},
+    )
+
+
+def _audit_transcript_read(request: HttpRequest, session: ConsultationSession, *, via: str) -> None:
+    audit_record(
+        clinic=session.clinic,
+        action=AuditAction.TRANSCRIPT_READ,
+        object_type="session",
+        object_id=session.pk,
+        actor=actor_for(request, session.clinic),
+        details={"via": via},
+    )
+
+
+class TranscriptSegmentInline(TenantScopedAdminMixin, admin.TabularInline):
+    model = TranscriptSegment
+    clinic_admin_permissions = frozenset({"view"})
+    staff_permissions = frozenset({"view"})
+    fields = ("start_ms", "end_ms", "speaker", "text", "confidence", "is_final", "revision")
+    readonly_fields = fields
+    ordering = ("start_ms", "id")
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def scope_queryset(self, principal: Principal) -> QuerySet:
+        return access.transcript_segments_visible_to(principal)
+
+
+@admin.register(ConsultationSession)
+class ConsultationSessionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    """Sessions are created and driven by the API and the stream; here they
+    are read (with their transcript), ended, or erased."""
+
+    clinic_admin_permissions = frozenset({"view", "delete"})
+    staff_permissions = frozenset({"view", "delete"})
+    list_display = ("id", "clinic", "status", "language", "engine", "external_ref", "created_at", "audio_duration_ms")
+    search_fields = ("=id", "=external_ref")
+    date_hierarchy = "created_at"
+    inlines = (TranscriptSegmentInline,)
+    actions = ("end_sessions",)
+    fields = (
+        "id", "clinic", "status", "failure_reason", "language", "engine", "sample_rate", "source", "progress",
+        "external_ref", "created_by", "created_by_api_key", "created_at", "started_at", "ended_at",
+        "audio_duration_ms", "audio_bytes", "storage_key", "audio_sha256",
+    )  # fmt: skip
+    readonly_fields = fields
+
+    def scope_queryset(self, principal: Principal) -> QuerySet:
+        return access.sessions_visible_to(principal)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("clinic")
+
+    def get_list_filter(self, request: HttpRequest) -> tuple:
+        filters: tuple = ("status", "language", "engine")
+        if is_platform_staff(request.user) or len(administered_clinic_ids(request)) > 1:
+            filters += (("clinic", admin.RelatedOnlyFieldListFilter),)
+        return filters
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        response = super().change_view(request, object_id, form_url, extra_context)
+        # Audit only when the page with the transcript was actually rendered
+        # (not for another clinic's id, which redirects like a missing one).
+        if request.method == "GET" and response.status_code == 200:
+            session = self.get_object(request, object_id)
+            if session is not None:
+                _audit_transcript_read(request, session, via="admin.session")
+        return response
+
+    def has_end_permission(self, request: HttpRequest) -> bool:
+        # Ending is what a clinic admin may do to a session besides erasing it.
+        return self._allowed(request, "view")
+
+    @admin.action(description="End selected sessions", permissions=["end"])
+    def end_sessions(self, request: HttpRequest, queryset: QuerySet[ConsultationSession]) -> None:
+        ended = 0
+        for session in queryset.filter(status__in=[SessionStatus.CREATED, SessionStatus.LIVE]):
+            services.session_end(principal=_session_principal(request, session), session=session)
+            ended += 1
+        self.message_user(request, f"Ended {ended} session(s).")
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple:
+        # Erasure removes the segments itself; deleting a session must not
+        # need a separate "delete segment" permission, which nobody has.
+        deleted, counts, _perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, set(), protected
+
+    def delete_model(self, request: HttpRequest, obj: ConsultationSession) -> None:
+        try:
+            services.session_erase(principal=_session_principal(request, obj), session=obj)
+        except DomainError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ConsultationSession]) -> None:
+        for session in queryset:
+            self.delete_model(request, session)
+
+
+class TranscriptSegmentForm(forms.ModelForm):
+    class Meta:
+        model = TranscriptSegment
+        fields = ("text", "speaker")
+
+
+@admin.register(TranscriptSegment)
+class TranscriptSegmentAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    """Corrections of single segments. The list leaves the text out so that
+    browsing it is not a transcript read; opening a segment is."""
+
+    form = TranscriptSegmentForm
+    clinic_admin_permissions = frozenset({"view", "change"})
+    staff_permissions = frozenset({"view", "change"})
+    list_display = ("session", "segment_id", "start_ms", "end_ms", "speaker", "is_final", "revision")
+    list_filter = ("is_final",)
+    search_fields = ("=session__id", "=segment_id")
+    fields = (
+        "session", "clinic", "segment_id", "revision", "start_ms", "end_ms", "text", "speaker", "confidence",
+        "is_final", "created_at",
+    )  # fmt: skip
+    readonly_fields = ("session", "clinic", "segment_id", "revision", "start_ms", "end_ms", "confidence",
+                       "is_final", "created_at")  # fmt: skip
+
+    def scope_queryset(self, principal: Principal) -> QuerySet:
+        return access.transcript_segments_visible_to(principal)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("clinic", "session")
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and response.status_code == 200:
+            segment = self.get_object(request, object_id)
+            if segment is not None:
+                _audit_transcript_read(request, segment.session, via="admin.segment")
+        return response
+
+    def save_model(self, request: HttpRequest, obj: TranscriptSegment, form: forms.ModelForm, change: bool) -> None:
+        # The admin's change view runs in a transaction: the row and its audit
+        # row commit together. Details carry field names, never the text.
+        obj.revision += 1
+        obj.save()
+        audit_record(
+            clinic=obj.clinic,
+            action=AuditAction.TRANSCRIPT_WRITE,
+            object_type="transcript_segment",
+            object_id=obj.pk,
+            actor=actor_for(request, obj.clinic),
+            details={"session_id": str(obj.session_id), "fields": sorted(form.changed_data), "via": "admin"},
+        )
