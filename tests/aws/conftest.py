@@ -1,0 +1,31 @@
+"""Fixtures for the AWS engine, quota, S3 and batch tests."""
+
+import struct
+
+import pytest
+
+from tests.transcribe_standin.fixtures import standin_cert, transcribe_standin  # noqa: F401
+from transcription.engines.aws import AwsTranscribeEngine
+
+CHUNK_BYTES = 3200  # 100 ms of 16 kHz PCM16: the stand-in's window
+
+
+def numbered_chunks(count: int, first: int = 0) -> list[bytes]:
+    """Chunks whose samples all carry the chunk's index: the stand-in turns
+    chunk N into the word ``wN``, so lost or repeated audio shows in text."""
+    return [struct.pack("<h", first + i) * (CHUNK_BYTES // 2) for i in range(count)]
+
+
+def words(n: int, first: int = 0) -> list[str]:
+    return [f"w{i}" for i in range(first, first + n)]
+
+
+@pytest.fixture
+def aws_engine(transcribe_standin, standin_cert):  # noqa: F811
+    return AwsTranscribeEngine(
+        regions=["ap-northeast-1", "us-west-2"],
+        endpoint_url=transcribe_standin.url,
+        ca_file=standin_cert[0],
+        credentials=("AKIDSTANDIN", "standin-secret"),
+        open_timeout=2.0,
+    )
