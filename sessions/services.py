@@ -16,12 +16,12 @@ from clinics.access import Principal, access_session, ensure_clinic_active, segm
 from clinics.audit import AuditAction, audit_record
 from clinics.models import Language
 from sessions import storage_keys
-from sessions.models import ConsultationSession, SessionStatus
-from sessions.selectors import clinic_usage
+from sessions.models import ConsultationSession, SessionStatus, TranscriptSegment
+from sessions.selectors import clinic_usage, transcript_finals
 from sessions.storage import storage_delete_prefix
 from sessions.tokens import IssuedToken, stream_token_issue
 from transcription.groups import session_group
-from voiceai.errors import Conflict, InvalidInput, QuotaExceeded
+from voiceai.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from voiceai.logging import get_logger
 
 log = get_logger(__name__)
@@ -164,3 +164,32 @@ def session_erase(*, principal: Principal, session: ConsultationSession) -> dict
         )
     log.info("session_erased", clinic_id=str(principal.clinic.pk), session_id=str(session_id), objects=objects)
     return {"storage_objects": objects, "segments": segments}
+
+
+def transcript_read(*, principal: Principal, session: ConsultationSession, fmt: str) -> list[TranscriptSegment]:
+    """The final segments for a download or display, with the audit row
+    every transcript read needs."""
+    segments = list(transcript_finals(principal=principal, session=session))
+    audit_record(
+        clinic=principal.clinic,
+        action=AuditAction.TRANSCRIPT_READ,
+        object_type="session",
+        object_id=session.pk,
+        actor=principal,
+        details={"format": fmt, "segments": len(segments)},
+    )
+    return segments
+
+
+def audio_read_audit(*, principal: Principal, session: ConsultationSession, start: int, end: int, size: int) -> None:
+    """Records a read of bytes ``start``..``end`` (inclusive) of the audio."""
+    if session.clinic_id != principal.clinic.pk:
+        raise NotFound("Session not found.")
+    audit_record(
+        clinic=principal.clinic,
+        action=AuditAction.AUDIO_READ,
+        object_type="session",
+        object_id=session.pk,
+        actor=principal,
+        details={"start": start, "end": end, "bytes": max(0, end - start + 1), "size": size},
+    )

@@ -6,6 +6,7 @@ on S3 whole prefixes are removed with batched DeleteObjects calls.
 """
 
 import contextlib
+from collections.abc import Iterator
 
 from django.core.files.storage import FileSystemStorage, Storage, default_storage
 
@@ -55,3 +56,42 @@ def storage_delete_prefix(prefix: str, *, storage: Storage | None = None) -> int
                 raise OSError("some storage objects could not be deleted")
         return deleted
     return _delete_tree(storage, prefix)
+
+
+def storage_size(key: str, *, storage: Storage | None = None) -> int | None:
+    """Size of the object, or None when it does not exist."""
+    storage = storage or default_storage
+    try:
+        if not storage.exists(key):
+            return None
+        return storage.size(key)
+    except FileNotFoundError:
+        return None
+
+
+def storage_iter_range(
+    key: str, *, start: int, length: int, storage: Storage | None = None, chunk_size: int = 64 * 1024
+) -> Iterator[bytes]:
+    """Yield ``length`` bytes of the object from ``start``. On S3 this is a
+    ranged GET, so a seek in a two-hour recording doesn't download it all."""
+    storage = storage or default_storage
+    if length <= 0:
+        return
+    bucket = getattr(storage, "bucket", None)
+    if bucket is not None and hasattr(storage, "_normalize_name"):
+        obj = bucket.Object(storage._normalize_name(key))
+        body = obj.get(Range=f"bytes={start}-{start + length - 1}")["Body"]
+        try:
+            yield from body.iter_chunks(chunk_size)
+        finally:
+            body.close()
+        return
+    with storage.open(key, "rb") as handle:
+        handle.seek(start)
+        remaining = length
+        while remaining > 0:
+            data = handle.read(min(chunk_size, remaining))
+            if not data:
+                break
+            remaining -= len(data)
+            yield data

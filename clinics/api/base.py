@@ -12,15 +12,19 @@ import ipaddress
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
-from rest_framework import exceptions, permissions
+from rest_framework import exceptions, permissions, serializers
 from rest_framework.generics import GenericAPIView
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
+from rest_framework.response import Response
 
 from clinics.access import Principal, principal_for_api_key, principal_for_user
 from clinics.models import ApiKey
 from clinics.services import PlatformActor
-from voiceai.errors import NotFound
+from voiceai.errors import DomainError, Forbidden, InvalidInput, NotFound
 
 CLINIC_HEADER = "X-Clinic-Id"
 SESSION_CLINIC_KEY = "clinic_id"
@@ -28,6 +32,78 @@ SESSION_CLINIC_KEY = "clinic_id"
 # Methods a subclass must not override: together they guarantee that no
 # handler runs before the principal is resolved.
 _SEALED = ("dispatch", "initial", "perform_authentication", "resolve_principal", "principal")
+
+
+class RequestTooLarge(DomainError):
+    status = 413
+    code = "request_too_large"
+    default_message = "The request body is too large."
+
+
+def check_body_size(request: HttpRequest | Request) -> None:
+    """Refuse oversize bodies before anything reads them. DRF parses from
+    the raw stream, which skips Django's DATA_UPLOAD_MAX_MEMORY_SIZE check."""
+    raw = request.META.get("CONTENT_LENGTH") or "0"
+    try:
+        length = int(raw)
+    except ValueError:
+        raise InvalidInput("The Content-Length header is malformed.", code="malformed_request") from None
+    if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+        raise RequestTooLarge(details={"max_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE})
+
+
+def validated_data(
+    serializer_class: type[serializers.Serializer],
+    data: Any,
+    *,
+    partial: bool = False,
+    context: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Validate a request body: a JSON object, no unknown or read-only
+    fields (400 ``unknown_field`` / ``read_only_field``), right types (400
+    ``invalid``)."""
+    if not isinstance(data, dict):
+        raise InvalidInput("The body must be a JSON object.")
+    fields = serializer_class().fields
+    unknown = sorted(k for k in data if k not in fields)
+    if unknown:
+        raise InvalidInput(
+            "The body has unknown fields.", code="unknown_field", details={k: "Unknown field." for k in unknown}
+        )
+    read_only = sorted(k for k in data if fields[k].read_only)
+    if read_only:
+        raise InvalidInput(
+            "The body has read-only fields.", code="read_only_field", details={k: "Read-only field." for k in read_only}
+        )
+    serializer = serializer_class(data=data, partial=partial, context=context or {})
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+class IgnoreFormatNegotiation(DefaultContentNegotiation):
+    """For views that answer with their own media types (transcript
+    formats, audio): ``?format=`` is the view's parameter, not DRF's format
+    override, and an ``Accept: audio/wav`` must not give 406. Errors are
+    still rendered as JSON."""
+
+    def select_renderer(
+        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        return renderers[0], renderers[0].media_type
+
+
+class ApiView(GenericAPIView):
+    """Common base: body size limit and Django's own oversize-body error in
+    the API's JSON error shape."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        check_body_size(request)
+        super().initial(request, *args, **kwargs)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, RequestDataTooBig):
+            exc = RequestTooLarge()
+        return super().handle_exception(exc)
 
 
 def client_ip(request: HttpRequest | Request) -> str | None:
@@ -71,7 +147,7 @@ def principal_from_request(request: Request) -> Principal:
     return principal_for_user(user, clinic_id=clinic_id or None, client_ip=ip, request_id=rid)
 
 
-class ClinicScopedAPIView(GenericAPIView):
+class ClinicScopedAPIView(ApiView):
     """Base of every view that touches clinic-owned data."""
 
     permission_classes = [permissions.IsAuthenticated]
@@ -118,10 +194,19 @@ class IsPlatformStaff(permissions.BasePermission):
         )
 
 
-class PlatformStaffAPIView(GenericAPIView):
+class PlatformStaffAPIView(ApiView):
     """Base of the tenant-management endpoints (``/api/v1/clinics/``)."""
 
     permission_classes = [permissions.IsAuthenticated, IsPlatformStaff]
+
+    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> None:
+        if request.authenticators and not request.successful_authenticator:
+            raise exceptions.NotAuthenticated()
+        if self.kwargs.get("id") is not None:
+            # A tenant's existence is nobody else's business: like the
+            # access layer, answer an object path with 404.
+            raise NotFound("Clinic not found.")
+        raise Forbidden("Only platform staff may do this.", code="staff_required")
 
     @property
     def actor(self) -> PlatformActor:

@@ -1,0 +1,151 @@
+"""Shapes of the clinic, member, API-key and tenant-management API."""
+
+from rest_framework import serializers
+
+from clinics.api.fields import StrictCharField, StrictChoiceField, StrictIntegerField
+from clinics.models import ApiKey, Clinic, Language, Membership, Role
+
+
+class LimitSerializer(serializers.Serializer):
+    limit = serializers.IntegerField()
+    used = serializers.FloatField(allow_null=True)
+
+
+class QuotaUsageSerializer(serializers.Serializer):
+    max_concurrent_sessions = LimitSerializer()
+    max_session_seconds = LimitSerializer()
+    audio_minutes_per_month = LimitSerializer()
+    storage_bytes = LimitSerializer()
+
+
+class ClinicSerializer(serializers.ModelSerializer):
+    """The caller's clinic, with its quota and usage (read-only here)."""
+
+    role = serializers.CharField(read_only=True, help_text="Your role in this clinic.")
+    quota = QuotaUsageSerializer(read_only=True)
+
+    class Meta:
+        model = Clinic
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "default_language",
+            "is_active",
+            "retention_days",
+            "created_at",
+            "role",
+            "quota",
+        ]
+        read_only_fields = fields
+
+
+class ClinicPatchSerializer(serializers.Serializer):
+    """Clinic admins may rename the clinic and change its default language;
+    everything else shown by GET is read-only for them."""
+
+    name = StrictCharField(required=False, max_length=200, min_length=1)
+    default_language = StrictChoiceField(choices=Language.choices, required=False)
+    id = serializers.UUIDField(read_only=True)
+    slug = serializers.CharField(read_only=True)
+    is_active = serializers.BooleanField(read_only=True)
+    retention_days = serializers.IntegerField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    role = serializers.CharField(read_only=True)
+    quota = QuotaUsageSerializer(read_only=True)
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    user_id = serializers.IntegerField(read_only=True)
+    username = serializers.CharField(source="user.get_username", read_only=True)
+    email = serializers.EmailField(source="user.email", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "user_id", "username", "email", "role", "created_at"]
+        read_only_fields = fields
+
+
+class MemberCreateSerializer(serializers.Serializer):
+    username = StrictCharField(max_length=150, help_text="An existing platform user.")
+    role = StrictChoiceField(choices=Role.choices)
+
+
+class MemberUpdateSerializer(serializers.Serializer):
+    role = StrictChoiceField(choices=Role.choices)
+    id = serializers.IntegerField(read_only=True)
+    user_id = serializers.IntegerField(read_only=True)
+    username = serializers.CharField(read_only=True)
+    email = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    is_active = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "role", "prefix", "created_at", "last_used_at", "revoked_at", "is_active"]
+        read_only_fields = fields
+
+
+class ApiKeyCreateSerializer(serializers.Serializer):
+    name = StrictCharField(max_length=100, min_length=1)
+    role = StrictChoiceField(choices=Role.choices)
+
+
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    key = serializers.CharField(read_only=True, help_text="The raw key. Shown only in this response.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "key"]
+        read_only_fields = fields
+
+
+# --- platform staff -------------------------------------------------------------
+
+
+class StaffClinicSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Clinic
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "default_language",
+            "is_active",
+            "retention_days",
+            "kms_key_id",
+            "transcription_engine",
+            "custom_vocabulary_name",
+            "priority",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class StaffClinicCreateSerializer(serializers.Serializer):
+    name = StrictCharField(max_length=200, min_length=1)
+    slug = serializers.SlugField(max_length=64)
+    default_language = StrictChoiceField(choices=Language.choices, required=False)
+
+
+class StaffClinicPatchSerializer(serializers.Serializer):
+    name = StrictCharField(required=False, max_length=200, min_length=1)
+    default_language = StrictChoiceField(choices=Language.choices, required=False)
+    retention_days = StrictIntegerField(required=False, min_value=1, max_value=36500)
+    kms_key_id = StrictCharField(required=False, allow_blank=True, max_length=256)
+    transcription_engine = StrictChoiceField(choices=["", "local", "fake", "aws"], required=False, allow_blank=True)
+    custom_vocabulary_name = StrictCharField(required=False, allow_blank=True, max_length=200)
+    priority = StrictIntegerField(required=False, min_value=0, max_value=32767)
+    id = serializers.UUIDField(read_only=True)
+    slug = serializers.CharField(read_only=True, help_text="Fixed once created.")
+    is_active = serializers.BooleanField(read_only=True, help_text="Use suspend/ and reactivate/.")
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class QuotaPatchSerializer(serializers.Serializer):
+    max_concurrent_sessions = StrictIntegerField(required=False, min_value=0, max_value=100_000)
+    max_session_seconds = StrictIntegerField(required=False, min_value=0, max_value=14_400 * 10)
+    audio_minutes_per_month = StrictIntegerField(required=False, min_value=0, max_value=2**31 - 1)
+    storage_bytes = StrictIntegerField(required=False, min_value=0, max_value=2**62)

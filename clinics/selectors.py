@@ -1,0 +1,63 @@
+"""Reads about tenants for platform staff and clinic admins. Clinic-owned
+rows (keys, members, sessions) come through ``clinics.access``."""
+
+import uuid
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+
+from clinics.models import Clinic, ClinicQuota
+from voiceai.errors import NotFound
+
+
+def clinic_list(*, is_active: bool | None = None) -> QuerySet[Clinic]:
+    """All tenants — for platform staff only (the caller checks)."""
+    qs = Clinic.objects.select_related("quota").order_by("name", "id")
+    if is_active is not None:
+        qs = qs.filter(is_active=is_active)
+    return qs
+
+
+def clinic_get(*, clinic_id: object) -> Clinic:
+    try:
+        pk = clinic_id if isinstance(clinic_id, uuid.UUID) else uuid.UUID(str(clinic_id))
+    except (ValueError, TypeError, AttributeError):
+        raise NotFound("Clinic not found.") from None
+    clinic = Clinic.objects.select_related("quota").filter(pk=pk).first()
+    if clinic is None:
+        raise NotFound("Clinic not found.")
+    return clinic
+
+
+def clinic_quota(*, clinic: Clinic) -> ClinicQuota:
+    # Clinics made before quotas existed (or by hand) get the defaults.
+    quota, _ = ClinicQuota.objects.get_or_create(clinic=clinic)
+    return quota
+
+
+def quota_with_usage(*, clinic: Clinic) -> dict[str, dict[str, Any]]:
+    """Each limit with its current use next to it."""
+    from sessions.selectors import clinic_usage  # sessions depends on clinics, not the reverse
+
+    quota = clinic_quota(clinic=clinic)
+    usage = clinic_usage(clinic=clinic)
+    return {
+        "max_concurrent_sessions": {"limit": quota.max_concurrent_sessions, "used": usage["live_sessions"]},
+        "max_session_seconds": {"limit": quota.max_session_seconds, "used": None},
+        "audio_minutes_per_month": {
+            "limit": quota.audio_minutes_per_month,
+            "used": usage["audio_minutes_this_month"],
+            "period_start": usage["month_start"],
+        },
+        "storage_bytes": {"limit": quota.storage_bytes, "used": usage["storage_bytes"]},
+    }
+
+
+def user_find(*, username: str) -> AbstractBaseUser:
+    """A platform user to add to a clinic (users are not clinic-owned)."""
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise NotFound("No such user.", code="user_not_found")
+    return user

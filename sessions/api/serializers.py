@@ -1,0 +1,87 @@
+"""Shapes of the sessions API. Serializers only shape and type-check data;
+decisions live in ``sessions.services``."""
+
+from rest_framework import serializers
+
+from clinics.api.fields import StrictCharField, StrictChoiceField, StrictIntegerField
+from clinics.models import Language
+from sessions.models import ConsultationSession, SessionStatus
+from sessions.services import EXTERNAL_REF_MAX, SAMPLE_RATE_MAX, SAMPLE_RATE_MIN
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ConsultationSession
+        fields = [
+            "id",
+            "status",
+            "failure_reason",
+            "language",
+            "engine",
+            "external_ref",
+            "sample_rate",
+            "source",
+            "progress",
+            "created_at",
+            "started_at",
+            "ended_at",
+            "audio_duration_ms",
+            "audio_bytes",
+            "audio_sha256",
+        ]
+        read_only_fields = fields
+
+
+class SessionCreateSerializer(serializers.Serializer):
+    external_ref = StrictCharField(
+        required=False,
+        allow_blank=True,
+        max_length=EXTERNAL_REF_MAX,
+        help_text="Your opaque id for the consultation (never a patient name).",
+    )
+    language = StrictChoiceField(
+        choices=Language.choices, required=False, help_text="Defaults to the clinic's language."
+    )
+    sample_rate = StrictIntegerField(required=False, min_value=SAMPLE_RATE_MIN, max_value=SAMPLE_RATE_MAX)
+
+
+class StreamAccessSerializer(serializers.Serializer):
+    """What a client needs to open the session's sockets."""
+
+    stream_url = serializers.CharField(help_text="WebSocket URL for sending audio.")
+    live_url = serializers.CharField(help_text="WebSocket URL for watching the live transcript.")
+    stream_token = serializers.CharField(help_text="Single-use, valid for STREAM_TOKEN_TTL_SECONDS (60 s).")
+    token_expires_at = serializers.DateTimeField()
+
+
+class SessionCreatedSerializer(SessionSerializer):
+    stream_url = serializers.CharField()
+    live_url = serializers.CharField()
+    stream_token = serializers.CharField()
+    token_expires_at = serializers.DateTimeField()
+
+    class Meta(SessionSerializer.Meta):
+        fields = [*SessionSerializer.Meta.fields, "stream_url", "live_url", "stream_token", "token_expires_at"]
+        read_only_fields = fields
+
+
+class SessionFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=SessionStatus.choices, required=False)
+    created_after = serializers.DateTimeField(required=False, help_text="Inclusive, ISO 8601.")
+    created_before = serializers.DateTimeField(required=False, help_text="Exclusive, ISO 8601.")
+    external_ref = serializers.CharField(required=False, max_length=EXTERNAL_REF_MAX)
+
+
+class TranscriptSegmentSerializer(serializers.Serializer):
+    segment_id = serializers.CharField()
+    start_ms = serializers.IntegerField()
+    end_ms = serializers.IntegerField()
+    text = serializers.CharField()
+    speaker = serializers.CharField()
+    confidence = serializers.FloatField(allow_null=True)
+
+
+class TranscriptSerializer(serializers.Serializer):
+    session_id = serializers.UUIDField()
+    language = serializers.CharField()
+    segments = TranscriptSegmentSerializer(many=True)

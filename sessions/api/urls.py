@@ -1,0 +1,12 @@
+from django.urls import path
+
+from sessions.api import views
+
+urlpatterns = [
+    path("sessions/", views.SessionListCreateView.as_view(), name="api-sessions"),
+    path("sessions/<str:id>/", views.SessionDetailView.as_view(), name="api-session"),
+    path("sessions/<str:id>/end/", views.SessionEndView.as_view(), name="api-session-end"),
+    path("sessions/<str:id>/stream-token/", views.SessionStreamTokenView.as_view(), name="api-session-stream-token"),
+    path("sessions/<str:id>/transcript/", views.SessionTranscriptView.as_view(), name="api-session-transcript"),
+    path("sessions/<str:id>/audio/", views.SessionAudioView.as_view(), name="api-session-audio"),
+]

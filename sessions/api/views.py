@@ -1,0 +1,210 @@
+"""Sessions REST API. Thin: authenticate (base view), look up through the
+access layer, call a service or selector, shape the answer."""
+
+from typing import Any
+
+from django.http import HttpResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from clinics.access import access_session
+from clinics.api.base import ClinicScopedAPIView, IgnoreFormatNegotiation, validated_data
+from sessions import formats, storage_keys
+from sessions.api.ranges import RangeNotSatisfiable, parse_range
+from sessions.api.serializers import (
+    SessionCreatedSerializer,
+    SessionCreateSerializer,
+    SessionFilterSerializer,
+    SessionSerializer,
+    StreamAccessSerializer,
+    TranscriptSerializer,
+)
+from sessions.models import ConsultationSession
+from sessions.selectors import session_list
+from sessions.services import (
+    audio_read_audit,
+    session_create,
+    session_end,
+    session_erase,
+    session_token_issue,
+    transcript_read,
+)
+from sessions.storage import storage_iter_range, storage_size
+from sessions.tokens import IssuedToken
+from voiceai.api_errors import error_body
+from voiceai.errors import InvalidInput, NotFound
+
+SESSION_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Session id.")
+ERRORS = {
+    401: OpenApiResponse(description="Missing or invalid credentials."),
+    403: OpenApiResponse(description="Clinic suspended or role not allowed."),
+    404: OpenApiResponse(description="No such session in your clinic."),
+}
+
+
+def stream_access(request: Request, session: ConsultationSession, issued: IssuedToken) -> dict[str, Any]:
+    """Socket URLs built from the host and scheme the client used."""
+    scheme = "wss" if request.is_secure() else "ws"
+    base = f"{scheme}://{request.get_host()}/ws/v1/sessions/{session.pk}"
+    return {
+        "stream_url": f"{base}/stream",
+        "live_url": f"{base}/live",
+        "stream_token": issued.token,
+        "token_expires_at": issued.expires_at,
+    }
+
+
+class SessionListCreateView(ClinicScopedAPIView):
+    serializer_class = SessionSerializer
+
+    @extend_schema(
+        operation_id="sessions_list",
+        parameters=[SessionFilterSerializer],
+        responses={200: SessionSerializer(many=True), **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        filters = SessionFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        page = self.paginate_queryset(session_list(principal=self.principal, **filters.validated_data))
+        return self.get_paginated_response(SessionSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="sessions_create",
+        request=SessionCreateSerializer,
+        responses={201: SessionCreatedSerializer, 400: OpenApiResponse(description="Invalid body."), **ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        data = validated_data(SessionCreateSerializer, request.data)
+        session = session_create(principal=self.principal, **data)
+        issued = session_token_issue(principal=self.principal, session=session)
+        body = {**SessionSerializer(session).data, **stream_access(request, session, issued)}
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": f"/api/v1/sessions/{session.pk}/"})
+
+
+class SessionDetailView(ClinicScopedAPIView):
+    serializer_class = SessionSerializer
+
+    @extend_schema(
+        operation_id="sessions_retrieve", parameters=[SESSION_ID], responses={200: SessionSerializer, **ERRORS}
+    )
+    def get(self, request: Request, id: str) -> Response:
+        return Response(SessionSerializer(access_session(self.principal, id)).data)
+
+    @extend_schema(
+        operation_id="sessions_erase",
+        parameters=[SESSION_ID],
+        description="Erasure: audio objects, transcript rows and the session are deleted; an audit row stays.",
+        responses={204: None, 409: OpenApiResponse(description="The session is live; end it first."), **ERRORS},
+    )
+    def delete(self, request: Request, id: str) -> Response:
+        session_erase(principal=self.principal, session=access_session(self.principal, id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SessionEndView(ClinicScopedAPIView):
+    serializer_class = SessionSerializer
+
+    @extend_schema(
+        operation_id="sessions_end", parameters=[SESSION_ID], request=None, responses={200: SessionSerializer, **ERRORS}
+    )
+    def post(self, request: Request, id: str) -> Response:
+        session = session_end(principal=self.principal, session=access_session(self.principal, id))
+        return Response(SessionSerializer(session).data)
+
+
+class SessionStreamTokenView(ClinicScopedAPIView):
+    serializer_class = StreamAccessSerializer
+
+    @extend_schema(
+        operation_id="sessions_stream_token",
+        parameters=[SESSION_ID],
+        request=None,
+        responses={200: StreamAccessSerializer, 409: OpenApiResponse(description="The session has ended."), **ERRORS},
+    )
+    def post(self, request: Request, id: str) -> Response:
+        session = access_session(self.principal, id)
+        issued = session_token_issue(principal=self.principal, session=session)
+        return Response(stream_access(request, session, issued))
+
+
+class SessionTranscriptView(ClinicScopedAPIView):
+    serializer_class = TranscriptSerializer
+    content_negotiation_class = IgnoreFormatNegotiation
+
+    @extend_schema(
+        operation_id="sessions_transcript",
+        parameters=[
+            SESSION_ID,
+            OpenApiParameter("format", OpenApiTypes.STR, enum=list(formats.FORMATS), default="json"),
+        ],
+        description="Final segments only. json carries times, speaker and confidence.",
+        responses={
+            (200, "application/json"): TranscriptSerializer,
+            (200, "text/plain"): OpenApiTypes.STR,
+            (200, "text/vtt"): OpenApiTypes.STR,
+            (200, "application/x-subrip"): OpenApiTypes.STR,
+            **ERRORS,
+        },
+    )
+    def get(self, request: Request, id: str) -> Response | HttpResponse:
+        fmt = request.query_params.get("format", "json")
+        if fmt not in formats.FORMATS:
+            raise InvalidInput(details={"format": f"Must be one of {', '.join(formats.FORMATS)}."})
+        session = access_session(self.principal, id)
+        segments = transcript_read(principal=self.principal, session=session, fmt=fmt)
+        if fmt == "json":
+            return Response(formats.transcript_as_dict(segments, session_id=session.pk, language=session.language))
+        text = formats.transcript_render(segments, fmt=fmt, session_id=session.pk, language=session.language)
+        response = HttpResponse(text, content_type=formats.CONTENT_TYPES[fmt])
+        response["Content-Disposition"] = f'inline; filename="{session.pk}.{fmt}"'
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+
+class SessionAudioView(ClinicScopedAPIView):
+    content_negotiation_class = IgnoreFormatNegotiation
+
+    @extend_schema(
+        operation_id="sessions_audio",
+        parameters=[
+            SESSION_ID,
+            OpenApiParameter("Range", OpenApiTypes.STR, OpenApiParameter.HEADER, description="bytes=START-END"),
+        ],
+        description="The recording as 16-bit PCM WAV. Honours a single HTTP byte range (206/416).",
+        responses={
+            (200, "audio/wav"): OpenApiTypes.BINARY,
+            (206, "audio/wav"): OpenApiTypes.BINARY,
+            416: OpenApiResponse(description="Range not satisfiable."),
+            **ERRORS,
+        },
+    )
+    def get(self, request: Request, id: str) -> Response | StreamingHttpResponse:
+        session = access_session(self.principal, id)
+        key = storage_keys.audio_wav_key(session)
+        size = storage_size(key)
+        if size is None:
+            raise NotFound("This session has no stored audio.", code="audio_not_available")
+        try:
+            byte_range = parse_range(request.headers.get("Range"), size)
+        except RangeNotSatisfiable:
+            response = Response(error_body("range_not_satisfiable", "The range is outside the audio."), status=416)
+            response["Content-Range"] = f"bytes */{size}"
+            return response
+        start, end = byte_range if byte_range is not None else (0, size - 1)
+        audio_read_audit(principal=self.principal, session=session, start=start, end=end, size=size)
+        length = end - start + 1
+        response = StreamingHttpResponse(
+            storage_iter_range(key, start=start, length=length),
+            status=206 if byte_range is not None else 200,
+            content_type="audio/wav",
+        )
+        response["Content-Length"] = str(length)
+        response["Accept-Ranges"] = "bytes"
+        if byte_range is not None:
+            response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        response["Content-Disposition"] = f'inline; filename="{session.pk}.wav"'
+        response["Cache-Control"] = "private, no-store"
+        return response

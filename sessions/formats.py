@@ -1,0 +1,107 @@
+"""Transcript renderings: JSON, plain text, WebVTT and SubRip.
+
+Inputs are final segments in time order; each renderer is a pure function
+so it is cheap to test and reuse (export, downloads).
+"""
+
+import json
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+FORMATS = ("json", "txt", "vtt", "srt")
+CONTENT_TYPES = {
+    "json": "application/json",
+    "txt": "text/plain; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+    "srt": "application/x-subrip; charset=utf-8",
+}
+
+
+class SegmentLike(Protocol):
+    segment_id: str
+    start_ms: int
+    end_ms: int
+    text: str
+    speaker: str
+    confidence: float | None
+
+
+def _one_line(text: str) -> str:
+    # A blank line would end a VTT/SRT cue early; a transcript segment is
+    # one utterance, so newlines carry no meaning.
+    return " ".join(text.split())
+
+
+def _timestamp(ms: int, separator: str) -> str:
+    ms = max(0, int(ms))
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}{separator}{millis:03d}"
+
+
+def transcript_as_dict(segments: Iterable[SegmentLike], *, session_id: object, language: str) -> dict[str, Any]:
+    return {
+        "session_id": str(session_id),
+        "language": language,
+        "segments": [
+            {
+                "segment_id": s.segment_id,
+                "start_ms": s.start_ms,
+                "end_ms": s.end_ms,
+                "text": s.text,
+                "speaker": s.speaker,
+                "confidence": s.confidence,
+            }
+            for s in segments
+        ],
+    }
+
+
+def transcript_as_json(segments: Iterable[SegmentLike], *, session_id: object, language: str) -> str:
+    return json.dumps(transcript_as_dict(segments, session_id=session_id, language=language), ensure_ascii=False)
+
+
+def transcript_as_txt(segments: Iterable[SegmentLike]) -> str:
+    lines = []
+    for s in segments:
+        text = _one_line(s.text)
+        lines.append(f"{s.speaker}: {text}" if s.speaker else text)
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _vtt_escape(text: str) -> str:
+    # WebVTT cue text: & and < start entities/tags, and "-->" is forbidden.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def transcript_as_vtt(segments: Iterable[SegmentLike]) -> str:
+    cues = ["WEBVTT", ""]
+    for s in segments:
+        text = _vtt_escape(_one_line(s.text))
+        if s.speaker:
+            text = f"<v {_vtt_escape(_one_line(s.speaker))}>{text}"
+        cues += [f"{_timestamp(s.start_ms, '.')} --> {_timestamp(s.end_ms, '.')}", text, ""]
+    return "\n".join(cues)
+
+
+def transcript_as_srt(segments: Iterable[SegmentLike]) -> str:
+    blocks = []
+    for index, s in enumerate(segments, start=1):
+        text = _one_line(s.text)
+        if s.speaker:
+            text = f"{s.speaker}: {text}"
+        blocks.append(f"{index}\n{_timestamp(s.start_ms, ',')} --> {_timestamp(s.end_ms, ',')}\n{text}\n")
+    return "\n".join(blocks)
+
+
+def transcript_render(segments: list[SegmentLike], *, fmt: str, session_id: object, language: str) -> str:
+    if fmt == "json":
+        return transcript_as_json(segments, session_id=session_id, language=language)
+    if fmt == "txt":
+        return transcript_as_txt(segments)
+    if fmt == "vtt":
+        return transcript_as_vtt(segments)
+    if fmt == "srt":
+        return transcript_as_srt(segments)
+    raise ValueError(f"unknown transcript format {fmt!r}")
