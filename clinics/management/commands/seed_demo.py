@@ -1,0 +1,106 @@
+"""``manage.py seed_demo``: the local demo tenant, idempotent.
+
+Creates (once) the clinic "Demo Clinic" (slug ``demo``, en-US, platform
+default engine), a clinic admin ``demo-admin``, a clinician
+``demo-clinician``, a platform superuser ``platform`` and an API key named
+``demo``. The passwords are fixed and published: demo only, which is why the
+command refuses to run with DEBUG off unless forced.
+
+The raw API key exists only when it is created; it is written to
+``var/demo-api-key.txt`` (mode 600) so later runs can print it again without
+storing anything but the hash in the database.
+"""
+
+import os
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+
+from clinics.models import ApiKey, Clinic, Language, Membership, Role
+from clinics.services import api_key_create, clinic_create, membership_add
+
+DEMO_SLUG = "demo"
+DEMO_KEY_NAME = "demo"
+# Demo-only credentials, printed on every run. Never use them anywhere else.
+DEMO_USERS = (
+    # username, password, role in the demo clinic (None: platform superuser)
+    ("demo-admin", "demo-admin-pass", Role.ADMIN),
+    ("demo-clinician", "demo-clinician-pass", Role.CLINICIAN),
+    ("platform", "platform-demo-pass", None),
+)
+
+
+class Command(BaseCommand):
+    help = "Create the demo clinic, users and API key (idempotent). Demo passwords: local use only."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--force", action="store_true", help="run even with DEBUG off (the passwords are public: demo only)"
+        )
+        parser.add_argument("--key-file", default=str(Path(settings.BASE_DIR) / "var" / "demo-api-key.txt"))
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.DEBUG and not options["force"]:
+            raise CommandError("seed_demo creates users with published passwords; needs DEBUG=1 or --force.")
+        key_file = Path(options["key_file"])
+        with transaction.atomic():
+            clinic = Clinic.objects.filter(slug=DEMO_SLUG).first() or clinic_create(
+                name="Demo Clinic", slug=DEMO_SLUG, default_language=Language.EN_US
+            )
+            for username, password, role in DEMO_USERS:
+                self._ensure_user(clinic, username, password, role)
+            raw_key = self._ensure_api_key(clinic, key_file)
+        self._print_summary(clinic, raw_key, key_file)
+
+    def _ensure_user(self, clinic: Clinic, username: str, password: str, role: str | None) -> None:
+        users = get_user_model()._default_manager
+        user = users.filter(username=username).first()
+        if user is None:
+            if role is None:
+                user = users.create_superuser(username=username, password=password, email="")
+            else:
+                # A clinic admin signs in to /admin/ (scoped to the clinic), so is_staff.
+                user = users.create_user(username=username, password=password, is_staff=role == Role.ADMIN)
+        if role is not None and not Membership.objects.filter(clinic=clinic, user=user).exists():
+            membership_add(clinic=clinic, user=user, role=role)
+
+    def _ensure_api_key(self, clinic: Clinic, key_file: Path) -> str | None:
+        """The raw demo key if it is known (just created, or in the key file
+        and still matching an active key named "demo")."""
+        active = ApiKey.objects.filter(clinic=clinic, name=DEMO_KEY_NAME, revoked_at__isnull=True).first()
+        if active is not None:
+            saved = key_file.read_text().strip() if key_file.is_file() else ""
+            return saved if saved.startswith(f"vai_{active.prefix}_") else None
+        _key, raw = api_key_create(clinic=clinic, role=Role.ADMIN, name=DEMO_KEY_NAME)
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(raw + "\n")
+        return raw
+
+    def _print_summary(self, clinic: Clinic, raw_key: str | None, key_file: Path) -> None:
+        base = f"http://127.0.0.1:{settings.PORT}"
+        lines = [
+            "",
+            "VoiceAI demo is ready (DEMO CREDENTIALS - local use only, never in production):",
+            f"  App:          {base}/",
+            f"  Admin:        {base}/admin/",
+            f"  API docs:     {base}/api/v1/docs/",
+            f"  Clinic:       {clinic.name} (slug {clinic.slug}, {clinic.default_language})",
+        ]
+        for username, password, role in DEMO_USERS:
+            what = f"{role} of {clinic.slug}" if role else "platform staff (superuser)"
+            lines.append(f"  User:         {username} / {password}  ({what})")
+        if raw_key:
+            lines.append(f"  API key:      {raw_key}  (admin role; also in {key_file})")
+        else:
+            lines.append(
+                f"  API key:      a key named {DEMO_KEY_NAME!r} exists; its raw value was shown when it was created "
+                f"and is not stored (revoke it in /admin/ and run seed_demo again for a new one)"
+            )
+        lines.append(f"  Try:          curl -H 'Authorization: Api-Key <key>' {base}/api/v1/sessions/")
+        self.stdout.write("\n".join(lines))
