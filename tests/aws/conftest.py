@@ -10,13 +10,14 @@ from transcription.engines.aws import AwsTranscribeEngine
 CHUNK_BYTES = 3200  # 100 ms of 16 kHz PCM16: the stand-in's window
 
 
-def numbered_chunks(count: int, first: int = 0) -> list[bytes]:
+def numbered_chunks(count: int, first: int = 1) -> list[bytes]:
     """Chunks whose samples all carry the chunk's index: the stand-in turns
-    chunk N into the word ``wN``, so lost or repeated audio shows in text."""
+    chunk N into the word ``wN``, so lost or repeated audio shows in text.
+    Numbering starts at 1: an all-zero chunk is silence to the stand-in."""
     return [struct.pack("<h", first + i) * (CHUNK_BYTES // 2) for i in range(count)]
 
 
-def words(n: int, first: int = 0) -> list[str]:
+def words(n: int, first: int = 1) -> list[str]:
     return [f"w{i}" for i in range(first, first + n)]
 
 

@@ -38,7 +38,7 @@ async def test_it_maps_partials_finals_revisions_and_session_times(aws_engine, t
     await stream.aclose()
 
     finals = [e for e in events if e.is_final]
-    assert [f.text for f in finals] == [" ".join(words(5)), " ".join(words(5, 5)), " ".join(words(2, 10))]
+    assert [f.text for f in finals] == [" ".join(words(5)), " ".join(words(5, 6)), " ".join(words(2, 11))]
     assert [(f.start_ms, f.end_ms) for f in finals] == [(60_000, 60_500), (60_500, 61_000), (61_000, 61_200)]
     assert len({f.segment_id for f in finals}) == 3
     assert all(f.segment_id.startswith("aws-60000-") for f in finals)

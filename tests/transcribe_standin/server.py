@@ -5,10 +5,11 @@ a body of AWS event-stream messages in both directions.
 It "recognises" audio deterministically so tests can prove no audio was lost
 or replayed twice: the audio is cut into windows of ``window_ms`` (aligned to
 the start of each upstream stream); a window's word is ``w<N>`` where N is the
-window's first PCM16 sample. Every ``words_per_final`` windows close one
+window's first PCM16 sample; an all-zero window is silence (no word, and it
+closes the pending result). Every ``words_per_final`` windows close one
 result (partials before that, one per window). Tests feed chunks whose
 samples all carry the chunk's index, so the final texts of a session must
-spell ``w0 w1 w2 ...`` exactly once.
+spell ``w1 w2 w3 ...`` exactly once.
 
 Scenarios are queued per request (``script``) or pinned per region
 (``region_scenarios``); the region comes from the SigV4 credential scope.
@@ -265,6 +266,14 @@ class _StreamState:
                     return
 
     async def _on_audio(self, audio: bytes) -> None:
+        # Window by window, so a failure scripted at N bytes happens at N
+        # bytes however the client chunked its audio events.
+        for start in range(0, len(audio), self.window_bytes):
+            await self._on_piece(audio[start : start + self.window_bytes])
+            if self.closed:
+                return
+
+    async def _on_piece(self, audio: bytes) -> None:
         scenario = self.record.scenario
         self.record.audio.extend(audio)
         if scenario.fail_after_bytes is not None and len(self.record.audio) >= scenario.fail_after_bytes:
@@ -283,6 +292,11 @@ class _StreamState:
         while len(self.pending) >= self.window_bytes:
             window = bytes(self.pending[: self.window_bytes])
             del self.pending[: self.window_bytes]
+            if not any(window):  # silence ends an utterance and has no words
+                if self.words:
+                    await self._send_result(is_partial=False)
+                self.position_ms += self.server.window_ms
+                continue
             if not self.words:
                 self.words_start_ms = self.position_ms
             (sample,) = struct.unpack_from("<h", window)

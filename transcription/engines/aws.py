@@ -167,6 +167,7 @@ class AwsTranscribeStream(EngineStream):
                 raise EngineError(
                     "Transcribe closed the stream before the audio ended", code="aws_connection_closed", retryable=True
                 )
+            await self._check_completed()
             self._out.put_nowait(_END)
         except asyncio.CancelledError:
             raise
@@ -174,6 +175,21 @@ class AwsTranscribeStream(EngineStream):
             error = translate_error(exc)
             logger.info("aws stream failed", extra={"session_id": self._config.session_id, "code": error.code})
             self._out.put_nowait(error)
+
+    async def _check_completed(self) -> None:
+        """The SDK ends its result iterator the same way for a clean end and
+        a dropped connection; the HTTP/2 stream's completion tells them
+        apart (it fails with an awscrt error when the connection dropped)."""
+        raw = getattr(self._sdk.output_stream, "_raw_stream", None)
+        crt_stream = getattr(raw, "_stream", None)
+        if crt_stream is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(crt_stream.completion_future), 5)
+        except Exception as exc:
+            raise EngineError(
+                f"Transcribe connection lost: {type(exc).__name__}", code="aws_connection_closed", retryable=True
+            ) from None
 
     def _map(self, result: Any) -> TranscriptEvent | None:
         """One Transcribe ``Result`` → our event. ResultIds are unique only
