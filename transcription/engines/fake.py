@@ -69,7 +69,8 @@ class FakeEngineStream(EngineStream):
         self._mode = mode
         self._delay = delay_ms / 1000.0
         self._bytes_per_ms = config.sample_rate * 2 / 1000.0
-        start_bytes = round(config.start_offset_ms * self._bytes_per_ms)
+        # The pipeline passes the exact byte offset; ms would round.
+        start_bytes = int(config.extra.get("start_offset_bytes") or round(config.start_offset_ms * self._bytes_per_ms))
         self._offset_bytes = start_bytes - (start_bytes % 2)
         self._seg_start_ms = config.start_offset_ms
         self._revision = 0

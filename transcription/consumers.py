@@ -1,0 +1,116 @@
+"""The two WebSocket endpoints, as thin raw-ASGI shells.
+
+``/ws/v1/sessions/{id}/stream`` (producer) and ``/ws/v1/sessions/{id}/live``
+(viewer). They authenticate at connect (a single-use ``?token=`` or the
+logged-in user when the Origin is trusted), then hand the connection to
+``ProducerStream`` / ``ViewerStream``. No Channels consumer dispatch: one
+plain ``receive()`` loop, so an audio frame costs no thread hop.
+
+The connection is accepted before authentication so the client always gets
+an ``Error`` message and a documented close code instead of a bare HTTP 403.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from sessions.tokens import InvalidStreamToken
+from transcription import persistence
+from transcription.live_state import get_live_store
+from transcription.stream import ProducerStream, new_owner_id
+from transcription.viewer import ViewerStream
+from transcription.wire import Close, StreamError, WsSocket
+from voiceai.errors import DomainError, NotFound
+from voiceai.logging import get_logger
+
+log = get_logger(__name__)
+
+_ENDED = ("ended", "failed")
+
+
+def _query(scope) -> dict[str, str]:
+    raw = scope.get("query_string", b"").decode("latin-1")
+    return {k: v[-1] for k, v in parse_qs(raw).items()}
+
+
+def _client_ip(scope) -> str | None:
+    client = scope.get("client")
+    return client[0] if client else None
+
+
+async def _authorize(scope, ws: WsSocket) -> persistence.StreamAuth | None:
+    """Auth and tenant check; on failure sends Error + close and returns None."""
+    query = _query(scope)
+    session_id = str(scope.get("url_route", {}).get("kwargs", {}).get("session_id", ""))
+    # The cookie user counts only when the Origin was checked (routing.py):
+    # a page on another site must not ride on the clinician's login.
+    user = scope.get("user") if scope.get("ws_origin_trusted") else None
+    try:
+        return await database_sync_to_async(persistence.authorize, thread_sensitive=False)(
+            token=query.get("token"), user=user, session_id=session_id, client_ip=_client_ip(scope)
+        )
+    except InvalidStreamToken as exc:
+        await ws.fail(StreamError(Close.UNAUTHORIZED, exc.code, exc.message))
+    except NotFound:
+        await ws.fail(StreamError(Close.NOT_FOUND, "not_found", "Session not found."))
+    except DomainError as exc:  # suspended clinic and other refusals
+        await ws.fail(StreamError(Close.FORBIDDEN, exc.code, exc.message))
+    return None
+
+
+class _RawWebSocketApp:
+    """``as_asgi()`` for URLRouter, without Channels' consumer machinery."""
+
+    @classmethod
+    def as_asgi(cls):
+        async def app(scope, receive, send):
+            await cls()(scope, receive, send)
+
+        return app
+
+    async def __call__(self, scope, receive, send) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        ws = WsSocket(send)
+        await ws.accept()
+        try:
+            await self.handle(scope, receive, ws)
+        except StreamError as exc:
+            await ws.fail(exc)
+        except Exception:
+            log.exception("websocket_failed", path=scope.get("path", ""))
+            await ws.fail(StreamError(Close.INTERNAL, "internal_error", "Internal error.", retryable=True))
+
+    async def handle(self, scope, receive, ws: WsSocket) -> None:
+        raise NotImplementedError
+
+
+class ProducerConsumer(_RawWebSocketApp):
+    async def handle(self, scope, receive, ws: WsSocket) -> None:
+        auth = await _authorize(scope, ws)
+        if auth is None:
+            return
+        if auth.session.status in _ENDED:
+            raise StreamError(Close.CONFLICT, "session_ended", "The session has ended.")
+        stream = ProducerStream(
+            ws=ws,
+            auth=auth,
+            live=get_live_store(),
+            layer=get_channel_layer(),
+            owner=new_owner_id(),
+            takeover=_query(scope).get("takeover") in ("1", "true"),
+        )
+        await stream.start()
+        await stream.run(receive)
+
+
+class ViewerConsumer(_RawWebSocketApp):
+    async def handle(self, scope, receive, ws: WsSocket) -> None:
+        auth = await _authorize(scope, ws)
+        if auth is None:
+            return
+        await ViewerStream(ws=ws, auth=auth, layer=get_channel_layer()).run(receive)

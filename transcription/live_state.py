@@ -1,0 +1,238 @@
+"""Cross-process live state of streaming sessions: producer leases and the
+clinic's concurrent-stream quota.
+
+With REDIS_URL, state lives in Redis so any process can take a session over:
+
+- ``clinic:{clinic_id}:session:{session_id}`` (``live_state_key``), a small
+  hash: ``owner`` (process/connection id of the producer), ``lease_until``
+  (epoch ms), ``durable_bytes``. It expires 4 leases after its last write.
+- ``clinic:{clinic_id}:streams``, a sorted set of the clinic's streaming
+  session ids scored by lease expiry: the quota counts members whose lease
+  is still running, so a process killed with ``kill -9`` leaks its slots for
+  at most one lease (SESSION_LEASE_SECONDS).
+
+Every check-and-set runs as one Lua script (atomic in Redis). Without
+REDIS_URL an in-process store with the same semantics serves the single
+process of ``make run`` and the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from transcription.groups import live_state_key
+
+
+def quota_key(clinic_id: object) -> str:
+    return f"clinic:{clinic_id}:streams"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    ok: bool
+    # The owner before this claim ("" if none): a live one must be told to go.
+    previous_owner: str
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+_CLAIM = """
+local owner = redis.call('HGET', KEYS[1], 'owner')
+local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
+if owner and owner ~= ARGV[1] and lease > tonumber(ARGV[2]) and ARGV[3] ~= '1' then
+  return {0, owner}
+end
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'lease_until', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return {1, owner or ''}
+"""
+
+_RENEW = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'lease_until', ARGV[2], 'durable_bytes', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+_RELEASE = """
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'owner', 'lease_until')
+  redis.call('HSET', KEYS[1], 'durable_bytes', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('ZREM', KEYS[2], ARGV[4])
+  return 1
+end
+return 0
+"""
+
+_QUOTA_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  return 1
+end
+return 0
+"""
+
+
+class LiveStore:
+    """The interface; see module docstring for the semantics."""
+
+    async def claim(self, *, clinic_id: object, session_id: object, owner: str, takeover: bool) -> Claim:
+        raise NotImplementedError
+
+    async def renew(self, *, clinic_id: object, session_id: object, owner: str, durable_bytes: int) -> bool:
+        """Extend the lease (and the quota slot); False if ``owner`` lost it."""
+        raise NotImplementedError
+
+    async def release(self, *, clinic_id: object, session_id: object, owner: str, durable_bytes: int) -> None:
+        raise NotImplementedError
+
+    async def quota_acquire(self, *, clinic_id: object, session_id: object, limit: int) -> bool:
+        """Take (or keep) a slot for ``session_id``; False when the clinic is full."""
+        raise NotImplementedError
+
+    async def quota_release(self, *, clinic_id: object, session_id: object) -> None:
+        raise NotImplementedError
+
+    async def snapshot(self, *, clinic_id: object, session_id: object) -> dict[str, str]:
+        raise NotImplementedError
+
+    async def streams_in_use(self, *, clinic_id: object) -> int:
+        raise NotImplementedError
+
+    @staticmethod
+    def lease_ms() -> int:
+        return int(settings.SESSION_LEASE_SECONDS * 1000)
+
+
+class RedisLiveStore(LiveStore):
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as redis_asyncio
+
+        self._redis = redis_asyncio.from_url(url, decode_responses=True)
+        self._claim = self._redis.register_script(_CLAIM)
+        self._renew = self._redis.register_script(_RENEW)
+        self._release = self._redis.register_script(_RELEASE)
+        self._quota = self._redis.register_script(_QUOTA_ACQUIRE)
+
+    async def claim(self, *, clinic_id: object, session_id: object, owner: str, takeover: bool) -> Claim:
+        now, lease = _now_ms(), self.lease_ms()
+        ok, previous = await self._claim(
+            keys=[live_state_key(clinic_id, session_id)],
+            args=[owner, now, "1" if takeover else "0", now + lease, lease * 4],
+        )
+        return Claim(ok=bool(int(ok)), previous_owner=str(previous or ""))
+
+    async def renew(self, *, clinic_id: object, session_id: object, owner: str, durable_bytes: int) -> bool:
+        lease = self.lease_ms()
+        ok = await self._renew(
+            keys=[live_state_key(clinic_id, session_id), quota_key(clinic_id)],
+            args=[owner, _now_ms() + lease, durable_bytes, lease * 4, str(session_id)],
+        )
+        return bool(int(ok))
+
+    async def release(self, *, clinic_id: object, session_id: object, owner: str, durable_bytes: int) -> None:
+        await self._release(
+            keys=[live_state_key(clinic_id, session_id), quota_key(clinic_id)],
+            args=[owner, durable_bytes, self.lease_ms() * 4, str(session_id)],
+        )
+
+    async def quota_acquire(self, *, clinic_id: object, session_id: object, limit: int) -> bool:
+        now, lease = _now_ms(), self.lease_ms()
+        ok = await self._quota(keys=[quota_key(clinic_id)], args=[now, str(session_id), limit, now + lease, lease * 4])
+        return bool(int(ok))
+
+    async def quota_release(self, *, clinic_id: object, session_id: object) -> None:
+        await self._redis.zrem(quota_key(clinic_id), str(session_id))
+
+    async def snapshot(self, *, clinic_id: object, session_id: object) -> dict[str, str]:
+        return await self._redis.hgetall(live_state_key(clinic_id, session_id))
+
+    async def streams_in_use(self, *, clinic_id: object) -> int:
+        return int(await self._redis.zcount(quota_key(clinic_id), _now_ms(), "+inf"))
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+class MemoryLiveStore(LiveStore):
+    """Single-process equivalent (no REDIS_URL): same semantics, plain dicts."""
+
+    def __init__(self) -> None:
+        self._hashes: dict[str, dict[str, str]] = {}
+        self._quota: dict[str, dict[str, int]] = {}
+
+    async def claim(self, *, clinic_id: object, session_id: object, owner: str, takeover: bool) -> Claim:
+        now = _now_ms()
+        state = self._hashes.setdefault(live_state_key(clinic_id, session_id), {})
+        current = state.get("owner", "")
+        if current and current != owner and int(state.get("lease_until", "0")) > now and not takeover:
+            return Claim(ok=False, previous_owner=current)
+        state.update(owner=owner, lease_until=str(now + self.lease_ms()))
+        return Claim(ok=True, previous_owner=current)
+
+    async def renew(self, *, clinic_id: object, session_id: object, owner: str, durable_bytes: int) -> bool:
+        state = self._hashes.get(live_state_key(clinic_id, session_id), {})
+        if state.get("owner") != owner:
+            return False
+        until = _now_ms() + self.lease_ms()
+        state.update(lease_until=str(until), durable_bytes=str(durable_bytes))
+        self._quota.setdefault(quota_key(clinic_id), {})[str(session_id)] = until
+        return True
+
+    async def release(self, *, clinic_id: object, session_id: object, owner: str, durable_bytes: int) -> None:
+        state = self._hashes.get(live_state_key(clinic_id, session_id), {})
+        if state.get("owner") == owner:
+            state.pop("owner", None)
+            state.pop("lease_until", None)
+            state["durable_bytes"] = str(durable_bytes)
+            self._quota.get(quota_key(clinic_id), {}).pop(str(session_id), None)
+
+    async def quota_acquire(self, *, clinic_id: object, session_id: object, limit: int) -> bool:
+        now = _now_ms()
+        slots = self._quota.setdefault(quota_key(clinic_id), {})
+        for member, until in list(slots.items()):
+            if until <= now:
+                del slots[member]
+        if str(session_id) in slots or len(slots) < limit:
+            slots[str(session_id)] = now + self.lease_ms()
+            return True
+        return False
+
+    async def quota_release(self, *, clinic_id: object, session_id: object) -> None:
+        self._quota.get(quota_key(clinic_id), {}).pop(str(session_id), None)
+
+    async def snapshot(self, *, clinic_id: object, session_id: object) -> dict[str, str]:
+        return dict(self._hashes.get(live_state_key(clinic_id, session_id), {}))
+
+    async def streams_in_use(self, *, clinic_id: object) -> int:
+        now = _now_ms()
+        return sum(1 for until in self._quota.get(quota_key(clinic_id), {}).values() if until > now)
+
+
+_memory_store = MemoryLiveStore()
+# redis.asyncio connections belong to one event loop; tests run many loops.
+_redis_stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RedisLiveStore] = weakref.WeakKeyDictionary()
+
+
+def get_live_store() -> LiveStore:
+    """The store for this process and event loop."""
+    url = getattr(settings, "REDIS_URL", "")
+    if not url:
+        return _memory_store
+    loop = asyncio.get_running_loop()
+    store = _redis_stores.get(loop)
+    if store is None:
+        store = _redis_stores[loop] = RedisLiveStore(url)
+    return store

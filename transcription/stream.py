@@ -1,0 +1,690 @@
+"""One producer connection's stream: the state the consumer is a shell over.
+
+The audio hot path (``on_audio``) validates a frame, appends it to a buffer
+and hands it to the engine stream — no await, no database, no thread hop.
+Everything else runs at a slower cadence in this object's own tasks:
+
+- the *ticker* (every ``min(1 s, AUDIO_FLUSH_SECONDS)``): flushes the buffer
+  to storage as one part (one worker-thread hop per flush), stores the
+  finals gathered since the last flush in one bulk insert, renews the lease
+  in Redis, sends ``Ack`` (only persisted bytes are acknowledged), enforces
+  the idle timeout;
+- the *pump*: reads engine events; partials go out at once, finals wait for
+  the next flush and are sent only once they are stored, so a final a client
+  has seen survives any crash and is never sent twice;
+- the *control listener*: channel-layer messages for this session
+  (``session.ended`` from the REST API, ``stream.takeover`` from a newer
+  producer).
+
+Seams for other parts of the platform:
+
+- ``engine_opener`` (module level): how an engine stream is opened. Wrap it
+  to queue for upstream capacity, retry, or count (``set_engine_opener``).
+- ``STATS`` (process-wide counters) and ``ProducerStream.counters`` (per
+  stream), read by metrics and benchmarks.
+- ``ACTIVE_STREAMS``: the live streams of this process; ``go_away()`` on each
+  drains a server on SIGTERM (flush, then close 1012 so clients resume).
+- ``send_control(payload)``: send a JSON message (e.g. ``Queued``) to the
+  producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import socket
+import time
+import weakref
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from transcription import audio_parts, persistence
+from transcription.audio import bytes_per_ms, ms_to_bytes, pcm_ms
+from transcription.engines import get_engine
+from transcription.engines.base import EngineError, EngineStream, StreamConfig, TranscriptEvent
+from transcription.groups import session_group
+from transcription.live_state import LiveStore
+from transcription.wire import PROTOCOL_VERSION, Close, StreamError, WsSocket
+from voiceai.logging import get_logger
+
+log = get_logger(__name__)
+
+MIN_FRAME_MS = 20
+MAX_FRAME_MS = 1000
+# Received audio is flushed inline (reading pauses: TCP backpressure) once
+# this much is unacknowledged, so with frames of at most 1 s no more than
+# 4 s of audio is ever unacknowledged (the promise is 5 s).
+INLINE_FLUSH_MS = 3000
+MAX_TEXT_BYTES = 4096
+MAX_TEXT_PER_SECOND = 50
+VIEWER_PARTIAL_INTERVAL = 0.2  # partials to viewers are coalesced to 5/s
+ENGINE_DRAIN_SECONDS = 10.0
+MAX_ENGINE_RESTARTS = 3
+MAX_FLUSH_FAILURES = 5
+CONTROL_TYPES = frozenset({"KeepAlive", "Finalize", "CloseStream"})
+
+
+def live_group(clinic_id: object, session_id: object) -> str:
+    """Viewers' group: transcript events only (the producer isn't in it, so
+    it never receives its own broadcasts)."""
+    return f"{session_group(clinic_id, session_id)}.live"
+
+
+def process_owner_prefix() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class ProcessStats:
+    """Process-wide counters (monotonic except the two gauges)."""
+
+    streams_active: int = 0
+    viewers_active: int = 0
+    streams_started: int = 0
+    frames_in: int = 0
+    bytes_in: int = 0
+    bytes_durable: int = 0
+    flushes: int = 0
+    flush_failures: int = 0
+    flush_seconds_total: float = 0.0
+    partials_out: int = 0
+    finals_out: int = 0
+    acks_out: int = 0
+    engine_restarts: int = 0
+    closes: Counter = field(default_factory=Counter)  # close code -> count
+
+
+STATS = ProcessStats()
+ACTIVE_STREAMS: weakref.WeakSet[ProducerStream] = weakref.WeakSet()
+
+
+@dataclass
+class StreamCounters:
+    frames_in: int = 0
+    bytes_in: int = 0
+    flushes: int = 0
+    partials_out: int = 0
+    finals_out: int = 0
+    acks_out: int = 0
+    engine_restarts: int = 0
+
+
+EngineOpener = Callable[["ProducerStream", StreamConfig], Awaitable[EngineStream]]
+
+
+async def default_engine_opener(stream: ProducerStream, config: StreamConfig) -> EngineStream:
+    return await get_engine(stream.auth.engine_name or None).open_stream(config)
+
+
+engine_opener: EngineOpener = default_engine_opener
+
+
+def set_engine_opener(opener: EngineOpener) -> EngineOpener:
+    """Install ``opener``; returns the previous one (to wrap or restore)."""
+    global engine_opener
+    previous, engine_opener = engine_opener, opener
+    return previous
+
+
+_run_in_thread = sync_to_async(thread_sensitive=False)
+
+
+def _db(fn, thread_sensitive: bool = False):
+    # Edge and flush DB work runs on the shared thread pool, not the single
+    # thread-sensitive executor, so sessions don't queue behind each other.
+    return database_sync_to_async(fn, thread_sensitive=thread_sensitive)
+
+
+class ProducerStream:
+    def __init__(
+        self,
+        *,
+        ws: WsSocket,
+        auth: persistence.StreamAuth,
+        live: LiveStore,
+        layer,
+        owner: str,
+        takeover: bool = False,
+    ) -> None:
+        self.ws = ws
+        self.auth = auth
+        self.session = auth.session
+        self.principal = auth.principal
+        self.live = live
+        self.layer = layer
+        self.owner = owner
+        self.takeover = takeover
+        self.sample_rate = self.session.sample_rate
+        self.counters = StreamCounters()
+        bpm = bytes_per_ms(self.sample_rate)
+        self._min_frame = int(MIN_FRAME_MS * bpm)
+        self._max_frame = int(MAX_FRAME_MS * bpm)
+        self._inline_flush_bytes = int(INLINE_FLUSH_MS * bpm)
+        self._flush_seconds = max(0.05, float(settings.AUDIO_FLUSH_SECONDS))
+        self._idle_seconds = float(settings.STREAM_IDLE_TIMEOUT_SECONDS)
+        # Session-relative byte offsets: everything before ``durable`` is in
+        # storage; ``received`` is where the next frame starts.
+        self.resume_from_byte = 0
+        self.durable = 0
+        self.received = 0
+        self._buffer = bytearray()
+        self._pending_finals: list[TranscriptEvent] = []
+        self._stored_ids: set[str] = set()
+        self._segments = 0
+        self._engine: EngineStream | None = None
+        self._flush_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task] = []
+        self._pump_task: asyncio.Task | None = None
+        self._loop = asyncio.get_running_loop()
+        self._last_activity = self._loop.time()
+        self._last_flush = self._loop.time()
+        self._acked_at_received = 0
+        self._text_window = (0.0, 0)
+        self._flush_failures = 0
+        self._last_viewer_partial = 0.0
+        self._pending_viewer_partial: dict | None = None
+        self._channel: str | None = None
+        self._ending: StreamError | None = None  # set when another task decides to close
+        self._end_task: asyncio.Task | None = None
+        self._done = asyncio.Event()
+        self._finished = False
+
+    # --- start -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Claim the session, take a quota slot, find the durable offset,
+        open the engine, send Begin. Raises StreamError (nothing to undo)."""
+        clinic_id, session_id = self.session.clinic_id, self.session.pk
+        claim = await self.live.claim(
+            clinic_id=clinic_id, session_id=session_id, owner=self.owner, takeover=self.takeover
+        )
+        if not claim.ok:
+            raise StreamError(
+                Close.CONFLICT,
+                "producer_active",
+                "Another connection is streaming this session. Reconnect with takeover=1 to replace it.",
+                retryable=True,
+            )
+        try:
+            if not await self.live.quota_acquire(
+                clinic_id=clinic_id, session_id=session_id, limit=self.auth.max_concurrent
+            ):
+                raise StreamError(
+                    Close.QUOTA,
+                    "concurrent_sessions_exceeded",
+                    "The clinic's concurrent-session quota is full.",
+                    retryable=True,
+                )
+            if claim.previous_owner and claim.previous_owner != self.owner:
+                await self._group_send(
+                    session_group(clinic_id, session_id), {"type": "stream.takeover", "owner": self.owner}
+                )
+            index = await _run_in_thread(audio_parts.parts_scan)(self.session)
+            self.resume_from_byte = self.durable = self.received = self._acked_at_received = index.durable_bytes
+            try:
+                started = await _db(persistence.stream_start)(
+                    principal=self.principal,
+                    session_id=session_id,
+                    resume_from_byte=self.durable,
+                    takeover=bool(claim.previous_owner),
+                )
+            except persistence.SessionClosed:
+                raise StreamError(Close.CONFLICT, "session_ended", "The session has ended.") from None
+            self._stored_ids = started.stored_final_ids
+            self._segments = started.segments
+            self._engine = await self._open_engine(self.durable)
+            self._channel = await self.layer.new_channel() if self.layer is not None else None
+            if self._channel is not None:
+                await self.layer.group_add(session_group(clinic_id, session_id), self._channel)
+        except BaseException:
+            await self.live.release(clinic_id=clinic_id, session_id=session_id, owner=self.owner, durable_bytes=0)
+            raise
+        STATS.streams_active += 1
+        STATS.streams_started += 1
+        ACTIVE_STREAMS.add(self)
+        await self.ws.send_json(
+            {
+                "type": "Begin",
+                "session_id": str(session_id),
+                "protocol": PROTOCOL_VERSION,
+                "sample_rate": self.sample_rate,
+                "resume_from_byte": self.durable,
+            }
+        )
+        self._pump_task = self._spawn(self._pump(self._engine))
+        self._spawn(self._ticker())
+        if self._channel is not None:
+            self._spawn(self._control_listener())
+        log.info(
+            "stream_started",
+            session_id=str(session_id),
+            clinic_id=str(clinic_id),
+            resume_from_byte=self.durable,
+            takeover=bool(claim.previous_owner),
+        )
+
+    async def _open_engine(self, offset_bytes: int) -> EngineStream:
+        config = StreamConfig(
+            session_id=str(self.session.pk),
+            clinic_id=str(self.session.clinic_id),
+            language=self.auth.language,
+            sample_rate=self.sample_rate,
+            vocabulary_name=self.auth.vocabulary_name,
+            start_offset_ms=pcm_ms(offset_bytes, self.sample_rate),
+            extra={"start_offset_bytes": str(offset_bytes)},
+        )
+        try:
+            return await engine_opener(self, config)
+        except EngineError as exc:
+            raise StreamError(
+                Close.INTERNAL, exc.code, "The speech engine is unavailable.", retryable=exc.retryable
+            ) from None
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = self._loop.create_task(coro)
+        self._tasks.append(task)
+        return task
+
+    # --- the receive loop ------------------------------------------------------------
+
+    async def run(self, receive) -> None:
+        """Read the client until it closes, CloseStream, or a StreamError."""
+        reason = "disconnected"
+        try:
+            while self._ending is None:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.disconnect":
+                    break
+                if kind != "websocket.receive":
+                    continue
+                data = message.get("bytes")
+                if data is not None:
+                    self.on_audio(data)
+                    if len(self._buffer) >= self._inline_flush_bytes:
+                        await self._flush_or_fail()
+                    continue
+                if await self.on_text(message.get("text")):
+                    reason = "closed"
+                    break
+            if self._end_task is not None:
+                # Another task ended the stream (idle, takeover, session
+                # ended, engine failure); it closed the socket, which woke us.
+                await self._end_task
+                return
+            if self._ending is not None:
+                raise self._ending
+        except StreamError as exc:
+            await self._end_with_error(exc)
+            return
+        except asyncio.CancelledError:
+            await self._abort("cancelled", flush=True)
+            raise
+        except Exception:
+            log.exception("stream_failed", session_id=str(self.session.pk))
+            await self._end_with_error(StreamError(Close.INTERNAL, "internal_error", "Internal error."))
+            return
+        if reason == "closed":
+            await self.finish(reason="closed")
+        else:
+            await self._abort("disconnected", flush=True)
+
+    def on_audio(self, data: bytes) -> None:
+        """The hot path: no await, no I/O."""
+        n = len(data)
+        if n & 1:
+            raise StreamError(Close.PROTOCOL, "odd_length_frame", "Audio frames hold whole 16-bit samples.")
+        if n < self._min_frame:
+            raise StreamError(Close.PROTOCOL, "frame_too_small", f"Audio frames hold at least {MIN_FRAME_MS} ms.")
+        if n > self._max_frame:
+            raise StreamError(Close.PROTOCOL, "frame_too_large", f"Audio frames hold at most {MAX_FRAME_MS} ms.")
+        self._buffer += data
+        self.received += n
+        self._last_activity = self._loop.time()
+        self.counters.frames_in += 1
+        self.counters.bytes_in += n
+        STATS.frames_in += 1
+        STATS.bytes_in += n
+        if self._engine is not None:
+            self._engine.send_audio(data)
+
+    async def on_text(self, text: str | None) -> bool:
+        """A control message; True for CloseStream."""
+        now = self._loop.time()
+        window_start, count = self._text_window
+        if now - window_start >= 1.0:
+            window_start, count = now, 0
+        self._text_window = (window_start, count + 1)
+        if count + 1 > MAX_TEXT_PER_SECOND:
+            raise StreamError(Close.PROTOCOL, "flood", "Too many control messages.")
+        if text is None or len(text) > MAX_TEXT_BYTES:
+            raise StreamError(Close.PROTOCOL, "message_too_large", "Control messages are small JSON objects.")
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            raise StreamError(
+                Close.PROTOCOL, "bad_json", "Text frames must be JSON; audio goes in binary frames."
+            ) from None
+        kind = payload.get("type") if isinstance(payload, dict) else None
+        if kind not in CONTROL_TYPES:
+            raise StreamError(Close.PROTOCOL, "unknown_type", "Unknown message type.")
+        self._last_activity = now
+        if kind == "Finalize":
+            if self._engine is not None:
+                await self._engine.finalize()
+            await asyncio.sleep(0)  # let the pump take the finals
+            await self._flush_or_fail()
+        return kind == "CloseStream"
+
+    # --- engine events ------------------------------------------------------------------
+
+    async def _pump(self, engine: EngineStream) -> None:
+        while True:
+            try:
+                async for event in engine.events():
+                    await self._on_event(event)
+                return
+            except EngineError as exc:
+                if not exc.retryable or self.counters.engine_restarts >= MAX_ENGINE_RESTARTS or self._finished:
+                    log.warning("engine_failed", session_id=str(self.session.pk), code=exc.code)
+                    self._stop(StreamError(Close.INTERNAL, exc.code, "The speech engine failed.", retryable=True))
+                    return
+                self.counters.engine_restarts += 1
+                STATS.engine_restarts += 1
+                await self.send_control({"type": "Warning", "code": "engine_restarted", "message": exc.code})
+                with contextlib.suppress(Exception):
+                    await engine.aclose()
+                try:
+                    engine = self._engine = await self._open_engine(self.received)
+                except StreamError as err:
+                    self._stop(err)
+                    return
+
+    async def _on_event(self, event: TranscriptEvent) -> None:
+        if event.is_final:
+            if event.segment_id in self._stored_ids or any(
+                f.segment_id == event.segment_id for f in self._pending_finals
+            ):
+                return
+            self._pending_finals.append(event)
+            return
+        payload = persistence.segment_payload(event)
+        await self.ws.send_json(payload)
+        self.counters.partials_out += 1
+        STATS.partials_out += 1
+        now = self._loop.time()
+        if now - self._last_viewer_partial >= VIEWER_PARTIAL_INTERVAL:
+            self._last_viewer_partial = now
+            self._pending_viewer_partial = None
+            await self._broadcast(payload)
+        else:
+            self._pending_viewer_partial = payload
+
+    async def _broadcast(self, payload: dict) -> None:
+        await self._group_send(
+            live_group(self.session.clinic_id, self.session.pk), {"type": "transcript", "event": payload}
+        )
+
+    async def _group_send(self, group: str, message: dict) -> None:
+        if self.layer is None:
+            return
+        try:
+            await self.layer.group_send(group, message)
+        except Exception:
+            # Viewers miss a live event; the stored transcript is unaffected.
+            log.warning("group_send_failed", session_id=str(self.session.pk))
+
+    async def send_control(self, payload: dict) -> None:
+        await self.ws.send_json(payload)
+
+    # --- flushes ---------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Persist buffered audio as one part and pending finals in one
+        insert, then tell the client (finals, Ack) and viewers."""
+        async with self._flush_lock:
+            started = time.perf_counter()
+            session_id = self.session.pk
+            # Ownership first: a producer that was taken over stops writing.
+            await self._renew()
+            data = bytes(self._buffer)
+            finals = self._pending_finals[:]
+            if data:
+                await _run_in_thread(audio_parts.part_write)(self.session, start=self.durable, data=data)
+                # Frames received meanwhile were appended after ``data``.
+                del self._buffer[: len(data)]
+                self.durable += len(data)
+            if finals:
+                await _db(persistence.finals_store)(principal=self.principal, session_id=session_id, finals=finals)
+                del self._pending_finals[: len(finals)]
+                for final in finals:
+                    self._stored_ids.add(final.segment_id)
+                self._segments += len(finals)
+            self._last_flush = self._loop.time()
+            self._flush_failures = 0
+            self.counters.flushes += 1
+            STATS.flushes += 1
+            STATS.bytes_durable += len(data)
+            STATS.flush_seconds_total += time.perf_counter() - started
+            for final in sorted(finals, key=lambda f: (f.start_ms, f.end_ms)):
+                payload = persistence.segment_payload(final)
+                await self.ws.send_json(payload)
+                await self._broadcast(payload)
+                self.counters.finals_out += 1
+                STATS.finals_out += 1
+            if data or self.received != self._acked_at_received:
+                await self._ack()
+
+    async def _renew(self) -> None:
+        try:
+            owned = await self.live.renew(
+                clinic_id=self.session.clinic_id,
+                session_id=self.session.pk,
+                owner=self.owner,
+                durable_bytes=self.durable,
+            )
+        except Exception:
+            owned = True  # Redis hiccup: keep streaming; storage stays authoritative
+            log.warning("lease_renew_failed", session_id=str(self.session.pk))
+        if not owned:
+            raise StreamError(Close.CONFLICT, "taken_over", "Another connection took this session over.")
+
+    async def _ack(self) -> None:
+        self._acked_at_received = self.received
+        await self.ws.send_json({"type": "Ack", "audio_bytes_durable": self.durable})
+        self.counters.acks_out += 1
+        STATS.acks_out += 1
+
+    async def _flush_or_fail(self) -> None:
+        """Flush; on storage/DB errors retry with backoff (reading waits,
+        which is backpressure), and give up with 1011 after a few."""
+        while True:
+            try:
+                await self.flush()
+                return
+            except StreamError:
+                raise
+            except Exception:
+                self._flush_failures += 1
+                STATS.flush_failures += 1
+                log.warning("flush_failed", session_id=str(self.session.pk), failures=self._flush_failures)
+                if self._flush_failures >= MAX_FLUSH_FAILURES:
+                    raise StreamError(
+                        Close.INTERNAL, "storage_unavailable", "Audio could not be stored.", retryable=True
+                    ) from None
+                await self.send_control(
+                    {"type": "Warning", "code": "storage_retry", "message": "Storing audio is delayed."}
+                )
+                await asyncio.sleep(0.2 * self._flush_failures)
+
+    async def _ticker(self) -> None:
+        tick = min(1.0, self._flush_seconds)
+        try:
+            while True:
+                await asyncio.sleep(tick)
+                now = self._loop.time()
+                if now - self._last_activity >= self._idle_seconds:
+                    self._stop(StreamError(Close.IDLE, "idle_timeout", "No audio or KeepAlive received."))
+                    return
+                if (self._buffer or self._pending_finals) and now - self._last_flush >= self._flush_seconds - 0.01:
+                    await self._flush_or_fail()
+                else:
+                    # Between flushes: keep the lease, and Ack at least once
+                    # a second while audio flows (liveness for the client).
+                    await self._renew()
+                    if self.received != self._acked_at_received:
+                        await self._ack()
+                if self._pending_viewer_partial is not None:
+                    payload, self._pending_viewer_partial = self._pending_viewer_partial, None
+                    self._last_viewer_partial = now
+                    await self._broadcast(payload)
+        except StreamError as exc:
+            self._stop(exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("stream_ticker_failed", session_id=str(self.session.pk))
+            self._stop(StreamError(Close.INTERNAL, "internal_error", "Internal error."))
+
+    async def _control_listener(self) -> None:
+        while True:
+            message = await self.layer.receive(self._channel)
+            kind = message.get("type")
+            if kind == "session.ended":
+                self._stop(StreamError(Close.NORMAL, "session_ended", "The session was ended."))
+                return
+            if kind == "stream.takeover" and message.get("owner") != self.owner:
+                self._stop(StreamError(Close.CONFLICT, "taken_over", "Another connection took this session over."))
+                return
+
+    def _stop(self, error: StreamError) -> None:
+        """Ask the receive loop to end with ``error`` (from another task).
+        The loop is blocked in ``receive()``, so close the socket: the server
+        answers with websocket.disconnect and the loop wakes up."""
+        if self._ending is not None or self._finished:
+            return
+        self._ending = error
+        self._end_task = self._loop.create_task(self._end_with_error(error))
+
+    # --- endings --------------------------------------------------------------------------
+
+    async def _end_with_error(self, error: StreamError) -> None:
+        if self._finished:
+            return
+        if error.code == "session_ended" and error.close_code == Close.NORMAL:
+            await self.finish(reason="session_ended")
+            return
+        taken_over = error.code == "taken_over"
+        if not taken_over:
+            await self._drain_engine(seconds=3.0)
+        await self._abort(error.code, flush=not taken_over, error=error)
+
+    async def _drain_engine(self, *, seconds: float) -> None:
+        engine, pump = self._engine, self._pump_task
+        if engine is None:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(engine.end(), seconds)
+        if pump is not None and pump is not asyncio.current_task():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(pump), seconds)
+
+    async def finish(self, *, reason: str) -> None:
+        """CloseStream or the session ended: flush everything, seal the
+        session (WAV, sha256, transcript JSON), Metadata, close 1000."""
+        if self._finished:
+            return
+        self._finished = True
+        try:
+            await self._drain_engine(seconds=ENGINE_DRAIN_SECONDS)
+            await self._flush_or_fail()
+            sealed = await _db(persistence.session_seal, thread_sensitive=False)(
+                principal=self.principal, session_id=self.session.pk
+            )
+            await self.ws.send_json({"type": "Metadata", "audio_ms": sealed.audio_ms, "segments": sealed.segments})
+            await self.ws.close(Close.NORMAL)
+            await self._group_send(session_group(self.session.clinic_id, self.session.pk), {"type": "session.ended"})
+        except StreamError as exc:
+            await self.ws.fail(exc)
+        except Exception:
+            log.exception("stream_finish_failed", session_id=str(self.session.pk))
+            await self.ws.fail(StreamError(Close.INTERNAL, "internal_error", "Internal error.", retryable=True))
+        finally:
+            await self._cleanup(reason)
+
+    async def go_away(self) -> None:
+        """Server shutdown: persist what arrived, then 1012 so the client
+        resumes on another process."""
+        self._stop(
+            StreamError(Close.GOING_AWAY, "server_going_away", "The server is restarting; resume.", retryable=True)
+        )
+        await self._done.wait()
+
+    async def _abort(self, reason: str, *, flush: bool, error: StreamError | None = None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        try:
+            if flush:
+                with contextlib.suppress(Exception):
+                    await self._flush_or_fail()
+            if error is not None:
+                await self.ws.fail(error)
+            else:
+                await self.ws.close(Close.NORMAL)
+        finally:
+            await self._cleanup(reason, release=error is None or error.code != "taken_over")
+
+    async def _cleanup(self, reason: str, *, release: bool = True) -> None:
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        if self._engine is not None:
+            with contextlib.suppress(Exception):
+                await self._engine.aclose()
+        clinic_id, session_id = self.session.clinic_id, self.session.pk
+        if self._channel is not None:
+            with contextlib.suppress(Exception):
+                await self.layer.group_discard(session_group(clinic_id, session_id), self._channel)
+        if release:
+            with contextlib.suppress(Exception):
+                await self.live.release(
+                    clinic_id=clinic_id, session_id=session_id, owner=self.owner, durable_bytes=self.durable
+                )
+        with contextlib.suppress(Exception):
+            await _db(persistence.stream_stop)(
+                principal=self.principal,
+                session_id=session_id,
+                reason=reason,
+                bytes_received=self.received - self.resume_from_byte,
+                durable=self.durable,
+            )
+        STATS.streams_active -= 1
+        STATS.closes[self.ws.close_code or 0] += 1
+        ACTIVE_STREAMS.discard(self)
+        self._done.set()
+        log.info(
+            "stream_stopped",
+            session_id=str(session_id),
+            reason=reason,
+            audio_bytes_durable=self.durable,
+            frames=self.counters.frames_in,
+        )
+
+
+def new_owner_id() -> str:
+    return f"{process_owner_prefix()}:{secrets.token_hex(4)}"
+
+
+def frame_bytes(ms: int, sample_rate: int) -> int:
+    """Size of a frame of ``ms`` (for clients and tests)."""
+    return ms_to_bytes(ms, sample_rate)

@@ -1,0 +1,85 @@
+"""The raw ASGI WebSocket shell the consumers use, and the protocol's
+error and close codes.
+
+Consumers run one plain ``receive()`` loop instead of Channels' consumer
+dispatch, which hops to a thread (``close_old_connections``) and builds
+tasks for every message — unaffordable at 10 audio frames per second per
+stream (see the measured facts). Sending is a single ``send`` call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+PROTOCOL_VERSION = 1
+
+
+class Close:
+    NORMAL = 1000
+    GOING_AWAY = 1012  # server restarting: reconnect (resume) elsewhere
+    INTERNAL = 1011
+    PROTOCOL = 4400
+    UNAUTHORIZED = 4401
+    FORBIDDEN = 4403
+    NOT_FOUND = 4404
+    IDLE = 4408
+    CONFLICT = 4409
+    QUOTA = 4429
+
+
+class StreamError(Exception):
+    """Ends a connection: an Error message with ``code``, then ``close_code``."""
+
+    def __init__(self, close_code: int, code: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+def _dumps(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+class WsSocket:
+    """One accepted WebSocket. Sends after close are dropped, so a task
+    racing the close never raises into the event loop."""
+
+    def __init__(self, send) -> None:
+        self._send = send
+        self.accepted = False
+        self.closed = False
+        self.close_code: int | None = None
+
+    async def accept(self) -> None:
+        await self._send({"type": "websocket.accept"})
+        self.accepted = True
+
+    async def send_json(self, payload: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        try:
+            await self._send({"type": "websocket.send", "text": _dumps(payload)})
+        except Exception:
+            # The peer is gone (uvicorn raises ClientDisconnected / OSError);
+            # the receive loop sees websocket.disconnect next.
+            self.closed = True
+
+    async def close(self, code: int = Close.NORMAL) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code = code
+        # Already gone: nothing left to close.
+        with contextlib.suppress(Exception):
+            await self._send({"type": "websocket.close", "code": code})
+
+    async def fail(self, error: StreamError) -> None:
+        """The documented way out on bad input: Error, then the close code."""
+        await self.send_json(
+            {"type": "Error", "code": error.code, "message": error.message, "retryable": error.retryable}
+        )
+        await self.close(error.close_code)
