@@ -1,0 +1,22 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from sessions.web import views
+
+app_name = "console"
+
+urlpatterns = [
+    path("", views.record, name="record"),
+    path("sessions/", views.session_index, name="session_list"),
+    path("sessions/<uuid:session_id>/", views.session_detail, name="session_detail"),
+    path("sessions/<uuid:session_id>/live/", views.session_live, name="session_live"),
+    path("sessions/<uuid:session_id>/delete/", views.session_delete, name="session_delete"),
+    path("dashboard/", views.dashboard, name="dashboard"),
+    path("clinic/", views.clinic_pick, name="clinic_pick"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(template_name="registration/login.html", redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(next_page="console:login"), name="logout"),
+]

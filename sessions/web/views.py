@@ -1,0 +1,209 @@
+"""The clinician's console: thin views over the access layer and the
+sessions services/selectors. Recording itself runs in the browser
+(static/console/record.js) against the REST API and the producer socket."""
+
+from datetime import datetime, time, timedelta
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods
+
+from clinics.access import access_session, memberships_of, principal_for_user
+from clinics.api.base import SESSION_CLINIC_KEY
+from clinics.models import Language
+from clinics.selectors import quota_with_usage
+from sessions.models import SessionStatus
+from sessions.selectors import session_list
+from sessions.services import session_erase, transcript_read
+from sessions.web.forms import ClinicPickForm, SessionFilterForm
+from sessions.web.i18n import LANGUAGE_LABELS, js_catalog
+from sessions.web.scope import console_principal, console_view
+from voiceai.errors import Conflict, NotFound
+
+PAGE_SIZE = 25
+TRANSCRIPT_FORMATS = ("txt", "vtt", "json", "srt")
+
+
+def clock(ms: int | None) -> str:
+    """mm:ss (h:mm:ss past an hour), as the transcript in the browser shows it."""
+    total = max(0, int(ms or 0) // 1000)
+    hours, rest = divmod(total, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes:02d}:{seconds:02d}"
+
+
+def _lines(segments: list) -> list[dict[str, object]]:
+    return [
+        {"segment_id": s.segment_id, "start_ms": s.start_ms, "ts": clock(s.start_ms), "text": s.text} for s in segments
+    ]
+
+
+def _base_context(request: HttpRequest, **extra: object) -> dict[str, object]:
+    principal = console_principal(request)
+    return {
+        "principal": principal,
+        "clinic": principal.clinic,
+        "memberships": request.console_memberships,  # type: ignore[attr-defined]
+        "js_strings": js_catalog(),
+        **extra,
+    }
+
+
+@console_view()
+def record(request: HttpRequest) -> HttpResponse:
+    principal = console_principal(request)
+    languages = [(code, LANGUAGE_LABELS.get(code, label)) for code, label in Language.choices]
+    return render(
+        request,
+        "console/record.html",
+        _base_context(request, spoken_languages=languages, default_language=principal.clinic.default_language),
+    )
+
+
+def _day_start(day: object) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))  # type: ignore[arg-type]
+
+
+@console_view()
+def session_index(request: HttpRequest) -> HttpResponse:
+    form = SessionFilterForm(request.GET or None)
+    filters: dict[str, object] = {}
+    if form.is_valid():
+        data = form.cleaned_data
+        filters = {
+            "status": data["status"] or None,
+            "external_ref": data["external_ref"].strip() or None,
+            "created_after": _day_start(data["date_from"]) if data["date_from"] else None,
+            # "To" includes the whole day.
+            "created_before": _day_start(data["date_to"]) + timedelta(days=1) if data["date_to"] else None,
+        }
+    sessions = session_list(principal=console_principal(request), **filters)
+    page = Paginator(sessions, PAGE_SIZE).get_page(request.GET.get("page"))
+    for session in page:
+        session.duration_text = clock(session.audio_duration_ms)
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "console/session_list.html",
+        _base_context(request, form=form, page=page, query=query.urlencode()),
+    )
+
+
+@console_view()
+def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
+    principal = console_principal(request)
+    session = access_session(principal, session_id)
+    segments = transcript_read(principal=principal, session=session, fmt="console")
+    return render(
+        request,
+        "console/session_detail.html",
+        _base_context(
+            request,
+            session=session,
+            segments=_lines(segments),
+            duration=clock(session.audio_duration_ms),
+            formats=TRANSCRIPT_FORMATS,
+            has_audio=bool(session.audio_bytes or session.storage_key),
+            is_open=session.status in (SessionStatus.CREATED, SessionStatus.LIVE),
+        ),
+    )
+
+
+@console_view()
+def session_live(request: HttpRequest, session_id: str) -> HttpResponse:
+    principal = console_principal(request)
+    session = access_session(principal, session_id)
+    follow = session.status in (SessionStatus.CREATED, SessionStatus.LIVE)
+    # An ended session has nothing live to follow: show what was stored.
+    segments = [] if follow else transcript_read(principal=principal, session=session, fmt="console-live")
+    return render(
+        request,
+        "console/session_live.html",
+        _base_context(
+            request,
+            session=session,
+            segments=_lines(segments),
+            follow=follow,
+            live_path=f"/ws/v1/sessions/{session.pk}/live",
+        ),
+    )
+
+
+@console_view(admin=True)
+@require_http_methods(["GET", "POST"])
+def session_delete(request: HttpRequest, session_id: str) -> HttpResponse:
+    principal = console_principal(request)
+    session = access_session(principal, session_id)
+    error = ""
+    if request.method == "POST":
+        try:
+            session_erase(principal=principal, session=session)
+        except Conflict:
+            error = _("This consultation is still live. Stop the recording first, then delete it.")
+        else:
+            messages.success(request, _("The consultation, its audio and its transcript were deleted."))
+            return redirect("console:session_list")
+    return render(
+        request,
+        "console/session_delete.html",
+        _base_context(request, session=session, error=error),
+        status=409 if error else 200,
+    )
+
+
+@console_view(admin=True)
+def dashboard(request: HttpRequest) -> HttpResponse:
+    principal = console_principal(request)
+    usage = quota_with_usage(clinic=principal.clinic)
+    bars = [
+        _bar(_("Sessions at the same time"), usage["max_concurrent_sessions"], unit="count"),
+        _bar(_("Audio minutes this month"), usage["audio_minutes_per_month"], unit="minutes"),
+        _bar(_("Storage"), usage["storage_bytes"], unit="bytes"),
+    ]
+    live = session_list(principal=principal, status=SessionStatus.LIVE)[:100]
+    return render(request, "console/dashboard.html", _base_context(request, bars=bars, live_sessions=live))
+
+
+def _bar(label: str, usage: dict, *, unit: str) -> dict[str, object]:
+    used = float(usage.get("used") or 0)
+    limit = float(usage.get("limit") or 0)
+    percent = min(100.0, used * 100.0 / limit) if limit else 0.0
+    level = "full" if percent >= 100 else "high" if percent >= 80 else ""
+    return {"label": label, "used": used, "limit": limit, "percent": round(percent, 1), "unit": unit, "level": level}
+
+
+@require_http_methods(["GET", "POST"])
+def clinic_pick(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_authenticated:
+        return redirect(f"{settings.LOGIN_URL}?next={request.path}")
+    memberships = list(memberships_of(request.user))
+    if not memberships:
+        return render(request, "console/no_clinic.html", status=403)
+    next_url = request.POST.get("next") or request.GET.get("next") or "/"
+    if not url_has_allowed_host_and_scheme(next_url, {request.get_host()}, require_https=request.is_secure()):
+        next_url = "/"
+    form = ClinicPickForm(
+        request.POST or None,
+        memberships=memberships,
+        initial={"clinic": request.session.get(SESSION_CLINIC_KEY)},
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            principal = principal_for_user(request.user, clinic_id=form.cleaned_data["clinic"])
+        except NotFound:
+            form.add_error("clinic", _("Choose one of your clinics."))
+        else:
+            request.session[SESSION_CLINIC_KEY] = str(principal.clinic.pk)
+            return redirect(next_url)
+    return render(
+        request,
+        "console/clinic_pick.html",
+        {"form": form, "memberships": memberships, "next": next_url, "js_strings": js_catalog()},
+    )

@@ -1,0 +1,159 @@
+// The record page: microphone -> 16 kHz PCM16 frames -> producer socket,
+// with the live transcript, level meter, elapsed time and connection state.
+
+import { api } from "./api.js";
+import { MicrophoneUnavailable, startCapture } from "./audio-capture.js";
+import { t } from "./i18n.js";
+import { errorText, queuedText, showNotice, stateText, warningText } from "./notices.js";
+import { StreamClient } from "./stream-client.js";
+import { TranscriptView, copyText, formatMs } from "./transcript-view.js";
+
+const BYTES_PER_MS = 32; // 16 kHz, 16-bit mono
+
+const $ = (id) => document.getElementById(id);
+const form = $("record-form");
+const startButton = $("start");
+const stopButton = $("stop");
+const stateEl = $("connection-state");
+const elapsedEl = $("elapsed");
+const levelBar = $("mic-level");
+const notices = $("notices");
+const alerts = $("alerts");
+const links = $("session-links");
+const view = new TranscriptView($("transcript"), { jumpButton: $("jump-latest"), emptyNote: $("transcript-empty") });
+
+let capture = null;
+let client = null;
+let session = null;
+let elapsedTimer = null;
+
+function setState(state, detail) {
+  stateEl.dataset.state = state;
+  stateEl.textContent = stateText(state);
+  if (state === "failed" && detail) alert(errorText(detail.code, detail.detail));
+}
+
+function alert(text) {
+  alerts.textContent = text;
+  alerts.hidden = !text;
+}
+
+function setLevel(rms) {
+  // -60 dBFS .. 0 dBFS mapped onto the bar.
+  const db = rms > 0 ? 20 * Math.log10(rms) : -100;
+  const value = Math.max(0, Math.min(1, (db + 60) / 60));
+  levelBar.style.setProperty("--level", value.toFixed(3));
+  levelBar.setAttribute("aria-valuenow", String(Math.round(value * 100)));
+}
+
+function setRecording(recording) {
+  startButton.disabled = recording;
+  stopButton.disabled = !recording;
+  for (const el of form.querySelectorAll("input, select")) el.disabled = recording;
+}
+
+function showLinks(id) {
+  const viewer = $("viewer-link");
+  const detail = $("session-link");
+  viewer.href = links.dataset.liveTemplate.replace("00000000-0000-0000-0000-000000000000", id);
+  detail.href = links.dataset.detailTemplate.replace("00000000-0000-0000-0000-000000000000", id);
+  links.hidden = false;
+}
+
+async function start(event) {
+  event.preventDefault();
+  alert("");
+  view.clear();
+  notices.replaceChildren();
+  setRecording(true);
+  setState("starting");
+  const early = []; // frames captured before the socket exists
+  try {
+    capture = await startCapture({
+      onFrame: (bytes) => (client ? client.sendAudio(bytes) : early.push(bytes)),
+      onLevel: setLevel,
+    });
+  } catch (err) {
+    setRecording(false);
+    setState("idle");
+    alert(errorText(err instanceof MicrophoneUnavailable ? err.message : "no_device"));
+    return;
+  }
+  try {
+    session = await api.createSession({
+      external_ref: $("external-ref").value.trim(),
+      language: $("language").value,
+    });
+  } catch (err) {
+    await capture.stop();
+    capture = null;
+    setRecording(false);
+    setState("idle");
+    alert(errorText(err.code, err.message));
+    return;
+  }
+  const sessionId = session.id;
+  client = new StreamClient({
+    url: session.stream_url,
+    token: session.stream_token,
+    freshToken: async () => (await api.streamToken(sessionId)).stream_token,
+    keepCopy: Boolean(window.__voiceaiKeepCopy),
+    on: {
+      state: setState,
+      transcript: (msg) => view.apply(msg),
+      warning: (msg) => showNotice(notices, warningText(msg), "warning"),
+      queued: (msg) => showNotice(notices, queuedText(msg), "info"),
+      error: (msg) => showNotice(notices, errorText(msg.code, msg.message), msg.retryable ? "warning" : "error"),
+    },
+  });
+  window.__voiceaiRecorder = { client, session };
+  for (const bytes of early) client.sendAudio(bytes);
+  showLinks(sessionId);
+  client.start();
+  elapsedTimer = setInterval(() => {
+    elapsedEl.textContent = formatMs(client.produced / BYTES_PER_MS);
+  }, 250);
+  window.addEventListener("beforeunload", warnUnload);
+}
+
+function warnUnload(event) {
+  if (client && !client.done) {
+    event.preventDefault();
+    event.returnValue = "";
+  }
+}
+
+async function stop() {
+  stopButton.disabled = true;
+  if (capture) {
+    await capture.stop();
+    capture = null;
+  }
+  setLevel(0);
+  try {
+    await client.finish();
+    try {
+      await api.endSession(session.id);
+    } catch {
+      // Already ended by CloseStream: nothing to do.
+    }
+    showNotice(notices, t("saved_note"), "info");
+  } catch {
+    // The state line and alert already say what went wrong.
+  } finally {
+    clearInterval(elapsedTimer);
+    elapsedEl.textContent = formatMs(client.produced / BYTES_PER_MS);
+    window.removeEventListener("beforeunload", warnUnload);
+    startButton.disabled = false;
+    for (const el of form.querySelectorAll("input, select")) el.disabled = false;
+    stopButton.disabled = true;
+  }
+}
+
+form.addEventListener("submit", start);
+stopButton.addEventListener("click", stop);
+$("copy-transcript").addEventListener("click", async () => {
+  const ok = await copyText(view.finalsText());
+  $("copy-status").textContent = ok ? t("copied") : t("copy_failed");
+});
+setState("idle");

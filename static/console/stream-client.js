@@ -1,0 +1,284 @@
+// The producer side of /ws/v1/sessions/{id}/stream (docs/protocol.md).
+//
+// Lossless resume: every audio frame stays in `frames` until the server has
+// acknowledged it as durable (Ack.audio_bytes_durable). When the socket
+// drops, the client asks for a fresh single-use token, reconnects, and the
+// server's Begin.resume_from_byte says where its durable audio ends; the
+// client resends from exactly there. Audio captured while disconnected is
+// queued the same way, so the stored recording equals what was captured.
+
+const RETRY_DELAYS_MS = [250, 500, 1000, 2000, 3000, 5000];
+const MAX_ATTEMPTS = 40; // about three minutes of trying
+// Closes after which reconnecting cannot help.
+const FATAL_CLOSE_CODES = new Set([4400, 4404, 4429]);
+// "Ended or already has a producer": after a drop the server may not yet
+// have noticed the old socket is gone, so it is retried a few times.
+const MAX_CONFLICT_ATTEMPTS = 8;
+const LIVENESS_TIMEOUT_MS = 10000;
+const KEEPALIVE_EVERY_MS = 5000;
+
+export class StreamError extends Error {
+  constructor(code, detail) {
+    super(code);
+    this.code = code;
+    this.detail = detail || "";
+  }
+}
+
+export function socketUrl(streamUrl, token) {
+  let url;
+  if (/^wss?:\/\//.test(streamUrl)) {
+    url = new URL(streamUrl);
+  } else {
+    url = new URL(streamUrl, window.location.href);
+    url.protocol = window.location.protocol === "https:" ? "wss:" : "ws:";
+  }
+  if (token) url.searchParams.set("token", token);
+  return url.toString();
+}
+
+export class StreamClient {
+  // url: the stream_url from the API; token: the first stream token;
+  // freshToken(): resolves to a new token (POST .../stream-token/);
+  // on: {state, transcript, ack, warning, queued, error, metadata} callbacks.
+  constructor({ url, token, freshToken, on, keepCopy = false }) {
+    this.url = url;
+    this.nextToken = token;
+    this.freshToken = freshToken;
+    this.on = on || {};
+    this.frames = []; // [{start, data}] sent or not yet sent, not yet durable
+    this.produced = 0; // bytes handed to sendAudio()
+    this.durable = 0;
+    this.ws = null;
+    this.ready = false; // Begin received on the current socket
+    this.attempts = 0;
+    this.conflicts = 0;
+    this.closing = false;
+    this.done = false;
+    this.state = "idle";
+    this.lastServerMessage = 0;
+    this.lastClientSend = 0;
+    this.metadata = null;
+    this.lastError = null;
+    this.reconnects = 0;
+    this.copy = keepCopy ? [] : null; // tests compare it with the stored WAV
+    this.finished = new Promise((resolve, reject) => {
+      this.resolveFinished = resolve;
+      this.rejectFinished = reject;
+    });
+    this.finished.catch(() => {}); // callers that never await it
+    this.timer = null;
+  }
+
+  start() {
+    this.timer = setInterval(() => this.tick(), 1000);
+    this.connect();
+  }
+
+  setState(state, detail) {
+    this.state = state;
+    if (this.on.state) this.on.state(state, detail);
+  }
+
+  async connect() {
+    if (this.done) return;
+    this.setState(this.reconnects > 0 ? "reconnecting" : "connecting");
+    let token = this.nextToken;
+    this.nextToken = null;
+    if (!token) {
+      try {
+        token = await this.freshToken();
+      } catch (err) {
+        if (err && err.permanent) return this.fail(new StreamError(err.code || "token_refused", err.message));
+        return this.retryLater();
+      }
+    }
+    if (this.done) return;
+    const ws = new WebSocket(socketUrl(this.url, token));
+    ws.binaryType = "arraybuffer";
+    this.ws = ws;
+    this.ready = false;
+    this.lastServerMessage = Date.now();
+    ws.onmessage = (event) => {
+      if (ws === this.ws) this.onMessage(event);
+    };
+    ws.onclose = (event) => {
+      if (ws === this.ws) this.onClose(event);
+    };
+  }
+
+  sendAudio(bytes) {
+    if (this.done || this.closing) return;
+    const frame = { start: this.produced, data: bytes };
+    this.produced += bytes.length;
+    this.frames.push(frame);
+    if (this.copy) this.copy.push(bytes);
+    if (this.ready && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(bytes);
+      this.lastClientSend = Date.now();
+    }
+  }
+
+  // Flush and close: resolves with the Metadata message once the server has
+  // persisted everything; if the socket is down, this waits for the resume.
+  finish() {
+    if (!this.closing) {
+      this.closing = true;
+      if (this.ready) this.sendJson({ type: "CloseStream" });
+      if (this.state === "live") this.setState("finishing");
+    }
+    return this.finished;
+  }
+
+  abort() {
+    this.done = true;
+    clearInterval(this.timer);
+    if (this.ws) this.ws.close(1000);
+  }
+
+  sendJson(message) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify(message));
+      this.lastClientSend = Date.now();
+    }
+  }
+
+  onMessage(event) {
+    this.lastServerMessage = Date.now();
+    if (typeof event.data !== "string") return;
+    let msg;
+    try {
+      msg = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    switch (msg.type) {
+      case "Begin":
+        this.onBegin(msg);
+        break;
+      case "Ack":
+        this.onAck(msg.audio_bytes_durable);
+        break;
+      case "Transcript":
+        if (this.on.transcript) this.on.transcript(msg);
+        break;
+      case "Warning":
+        if (this.on.warning) this.on.warning(msg);
+        break;
+      case "Queued":
+        if (this.on.queued) this.on.queued(msg);
+        break;
+      case "Error":
+        this.lastError = msg;
+        if (this.on.error) this.on.error(msg);
+        break;
+      case "Metadata":
+        this.metadata = msg;
+        if (this.on.metadata) this.on.metadata(msg);
+        break;
+      default:
+        break;
+    }
+  }
+
+  onBegin(msg) {
+    const resumeFrom = Number(msg.resume_from_byte || 0);
+    this.onAck(resumeFrom);
+    const first = this.frames[0];
+    const oldestHeld = first ? first.start : this.produced;
+    if (resumeFrom < oldestHeld) {
+      // The server lost audio it had acknowledged: nothing here can mend it.
+      return this.fail(new StreamError("resume_gap", `${resumeFrom} < ${oldestHeld}`));
+    }
+    this.ready = true;
+    this.attempts = 0;
+    this.conflicts = 0;
+    this.lastError = null;
+    for (const frame of this.frames) {
+      const end = frame.start + frame.data.length;
+      if (end <= resumeFrom) continue;
+      const skip = Math.max(0, resumeFrom - frame.start);
+      this.ws.send(skip ? frame.data.subarray(skip) : frame.data);
+    }
+    this.lastClientSend = Date.now();
+    if (this.closing) {
+      this.sendJson({ type: "CloseStream" });
+      this.setState("finishing");
+    } else {
+      this.setState("live");
+    }
+  }
+
+  onAck(durable) {
+    const value = Number(durable);
+    if (!Number.isFinite(value) || value <= this.durable) return;
+    this.durable = value;
+    while (this.frames.length && this.frames[0].start + this.frames[0].data.length <= value) this.frames.shift();
+    if (this.on.ack) this.on.ack(this.durable, this.produced);
+  }
+
+  onClose(event) {
+    this.ready = false;
+    this.ws = null;
+    if (this.done) return;
+    if (this.closing && (event.code === 1000 || this.metadata)) {
+      this.done = true;
+      clearInterval(this.timer);
+      this.setState("closed");
+      this.resolveFinished(this.metadata || {});
+      return;
+    }
+    if (FATAL_CLOSE_CODES.has(event.code) || (this.lastError && this.lastError.retryable === false)) {
+      const code = this.lastError ? this.lastError.code : `close_${event.code}`;
+      return this.fail(new StreamError(code, this.lastError ? this.lastError.message : event.reason));
+    }
+    if (event.code === 4409 && ++this.conflicts > MAX_CONFLICT_ATTEMPTS) {
+      return this.fail(new StreamError("close_4409", event.reason));
+    }
+    this.reconnects += 1;
+    this.retryLater();
+  }
+
+  retryLater() {
+    if (this.done) return;
+    this.setState("reconnecting");
+    if (++this.attempts > MAX_ATTEMPTS) return this.fail(new StreamError("gave_up"));
+    const delay = RETRY_DELAYS_MS[Math.min(this.attempts - 1, RETRY_DELAYS_MS.length - 1)];
+    setTimeout(() => this.connect(), delay);
+  }
+
+  tick() {
+    if (!this.ready || this.done) return;
+    const now = Date.now();
+    // Acks come at least once a second while audio flows; a silent socket
+    // is half-open (e.g. a dead proxy), so drop it and resume elsewhere.
+    if (now - this.lastServerMessage > LIVENESS_TIMEOUT_MS && now - this.lastClientSend < LIVENESS_TIMEOUT_MS) {
+      const ws = this.ws;
+      this.onClose({ code: 1006, reason: "liveness" });
+      if (ws) ws.close();
+      return;
+    }
+    if (now - this.lastClientSend > KEEPALIVE_EVERY_MS) this.sendJson({ type: "KeepAlive" });
+  }
+
+  fail(error) {
+    if (this.done) return;
+    this.done = true;
+    clearInterval(this.timer);
+    if (this.ws) this.ws.close(1000);
+    this.setState("failed", error);
+    this.rejectFinished(error);
+  }
+
+  // All captured bytes, for tests (only when built with keepCopy).
+  copiedBytes() {
+    if (!this.copy) return null;
+    const out = new Uint8Array(this.produced);
+    let at = 0;
+    for (const chunk of this.copy) {
+      out.set(chunk, at);
+      at += chunk.length;
+    }
+    return out;
+  }
+}
