@@ -104,3 +104,17 @@ def api_client_for():
         return client
 
     return make
+
+
+@pytest.fixture
+def tmp_media(settings, tmp_path):
+    """default_storage as FileSystemStorage in a fresh temporary folder
+    (Django resets default_storage when STORAGES changes)."""
+    root = tmp_path / "media"
+    root.mkdir()
+    settings.MEDIA_ROOT = root
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(root)}},
+    }
+    return root

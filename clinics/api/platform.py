@@ -104,7 +104,7 @@ class ClinicQuotaView(PlatformStaffAPIView):
     serializer_class = QuotaUsageSerializer
 
     def _body(self, clinic: Any) -> dict[str, Any]:
-        return quota_with_usage(clinic=clinic)
+        return QuotaUsageSerializer(quota_with_usage(clinic=clinic)).data
 
     @extend_schema(
         operation_id="clinics_quota_retrieve",

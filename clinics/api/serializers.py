@@ -6,9 +6,17 @@ from clinics.api.fields import StrictCharField, StrictChoiceField, StrictInteger
 from clinics.models import ApiKey, Clinic, Language, Membership, Role
 
 
+class NumberField(serializers.FloatField):
+    """A number as it is: integers stay integers in the JSON."""
+
+    def to_representation(self, value: float | int) -> float | int:
+        return value
+
+
 class LimitSerializer(serializers.Serializer):
     limit = serializers.IntegerField()
-    used = serializers.FloatField(allow_null=True)
+    used = NumberField(allow_null=True, help_text="Current use; null where the limit applies per session.")
+    period_start = serializers.DateTimeField(required=False, help_text="Start of the counting period.")
 
 
 class QuotaUsageSerializer(serializers.Serializer):
@@ -18,26 +26,22 @@ class QuotaUsageSerializer(serializers.Serializer):
     storage_bytes = LimitSerializer()
 
 
-class ClinicSerializer(serializers.ModelSerializer):
-    """The caller's clinic, with its quota and usage (read-only here)."""
+CLINIC_FIELDS = ("id", "name", "slug", "default_language", "is_active", "retention_days", "created_at")
 
-    role = serializers.CharField(read_only=True, help_text="Your role in this clinic.")
-    quota = QuotaUsageSerializer(read_only=True)
 
-    class Meta:
-        model = Clinic
-        fields = [
-            "id",
-            "name",
-            "slug",
-            "default_language",
-            "is_active",
-            "retention_days",
-            "created_at",
-            "role",
-            "quota",
-        ]
-        read_only_fields = fields
+class ClinicSerializer(serializers.Serializer):
+    """The caller's clinic, with its quota and usage (read-only here).
+    Serializes a dict: the clinic's fields plus ``role`` and ``quota``."""
+
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    slug = serializers.CharField()
+    default_language = serializers.CharField()
+    is_active = serializers.BooleanField()
+    retention_days = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    role = serializers.CharField(help_text="Your role in this clinic.")
+    quota = QuotaUsageSerializer()
 
 
 class ClinicPatchSerializer(serializers.Serializer):

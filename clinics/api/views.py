@@ -17,6 +17,7 @@ from clinics.access import (
 )
 from clinics.api.base import ClinicScopedAPIView, validated_data
 from clinics.api.serializers import (
+    CLINIC_FIELDS,
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
     ApiKeySerializer,
@@ -50,11 +51,9 @@ class ClinicView(ClinicScopedAPIView):
 
     def _body(self) -> dict[str, Any]:
         clinic = self.principal.clinic
-        return {
-            **ClinicSerializer(clinic).data,
-            "role": self.principal.role,
-            "quota": quota_with_usage(clinic=clinic),
-        }
+        instance = {name: getattr(clinic, name) for name in CLINIC_FIELDS}
+        instance.update(role=self.principal.role, quota=quota_with_usage(clinic=clinic))
+        return ClinicSerializer(instance).data
 
     @extend_schema(operation_id="clinic_retrieve", responses={200: ClinicSerializer, **ERRORS})
     def get(self, request: Request) -> Response:

@@ -1,0 +1,35 @@
+"""The clinic-scoped base view can't be bypassed by a subclass."""
+
+import pytest
+from rest_framework.request import Request
+
+from clinics.api.base import ClinicScopedAPIView, client_ip, validated_data
+from sessions.api.serializers import SessionCreateSerializer
+from voiceai.errors import InvalidInput
+
+
+@pytest.mark.parametrize("method", ["initial", "dispatch", "perform_authentication", "resolve_principal"])
+def test_it_refuses_subclasses_that_skip_the_principal(method):
+    with pytest.raises(TypeError, match=method):
+        type("Sneaky", (ClinicScopedAPIView,), {method: lambda self, *a, **k: None})
+
+
+def test_it_refuses_a_static_queryset():
+    from sessions.models import ConsultationSession
+
+    with pytest.raises(TypeError, match="queryset"):
+        type("AllSessions", (ClinicScopedAPIView,), {"queryset": ConsultationSession.objects.all()})
+
+
+def test_it_refuses_unknown_fields_before_validating_types():
+    with pytest.raises(InvalidInput) as info:
+        validated_data(SessionCreateSerializer, {"language": 5, "patient": "x"})
+    assert info.value.code == "unknown_field" and set(info.value.details) == {"patient"}
+
+
+def test_it_trusts_forwarded_for_only_behind_the_proxy(rf, settings):
+    request = rf.get("/", REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.9")
+    settings.SECURE_PROXY_SSL_HEADER = None
+    assert client_ip(Request(request)) == "10.0.0.5"
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    assert client_ip(Request(request)) == "203.0.113.9"

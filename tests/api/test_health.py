@@ -1,0 +1,53 @@
+import pytest
+from django.test import Client
+
+
+@pytest.fixture
+def client():
+    return Client()
+
+
+def test_it_answers_healthz_without_touching_services(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_it_is_ready_when_database_and_storage_answer(client, db, tmp_media, settings):
+    settings.REDIS_URL = ""
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.content
+    assert response.json() == {"status": "ok", "checks": {"database": "ok", "storage": "ok"}}
+
+
+def test_it_is_not_ready_when_redis_is_unreachable(client, db, tmp_media, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["redis"] == "unavailable"
+    assert response.json()["checks"]["database"] == "ok"
+
+
+def test_it_is_not_ready_when_storage_is_not_writable(client, db, tmp_path, settings):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    settings.REDIS_URL = ""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(blocker / "media")},
+        },
+    }
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["storage"] == "unavailable"
+
+
+def test_it_checks_redis_when_configured(client, db, tmp_media, settings):
+    import os
+
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        pytest.skip("REDIS_URL is not set: no Redis to check against")
+    settings.REDIS_URL = url
+    assert client.get("/readyz").json()["checks"]["redis"] == "ok"

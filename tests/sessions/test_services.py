@@ -1,0 +1,82 @@
+from datetime import timedelta
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.utils import timezone
+
+from clinics.models import AuditEvent
+from sessions import storage_keys
+from sessions.models import ConsultationSession, SessionStatus
+from sessions.selectors import clinic_usage, session_list, transcript_finals
+from sessions.services import session_create, session_end, session_erase, transcript_read
+from voiceai.errors import ClinicSuspended, InvalidInput, NotFound
+
+
+def test_it_takes_engine_and_language_from_the_clinic(principal_clinician_a, clinic_a, settings):
+    settings.TRANSCRIPTION_ENGINE = "local"
+    session = session_create(principal=principal_clinician_a)
+    assert (session.engine, session.language, session.sample_rate) == ("local", "en-US", 16000)
+    clinic_a.transcription_engine = "aws"
+    clinic_a.save()
+    assert session_create(principal=principal_clinician_a, language="ja-JP").engine == "aws"
+    assert session.created_by == principal_clinician_a.user
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"language": "xx-XX"}, {"sample_rate": 4000}, {"sample_rate": True}, {"external_ref": "r" * 200}]
+)
+def test_it_refuses_invalid_session_parameters(principal_clinician_a, kwargs):
+    with pytest.raises(InvalidInput):
+        session_create(principal=principal_clinician_a, **kwargs)
+    assert ConsultationSession.objects.count() == 0
+
+
+def test_it_refuses_sessions_for_a_suspended_clinic(principal_clinician_a, clinic_a):
+    clinic_a.is_active = False
+    clinic_a.save()
+    with pytest.raises(ClinicSuspended):
+        session_create(principal=principal_clinician_a)
+
+
+def test_it_ends_and_erases_only_the_principals_sessions(principal_b, principal_clinician_a, tmp_media):
+    session = session_create(principal=principal_clinician_a)
+    default_storage.save(storage_keys.audio_wav_key(session), ContentFile(b"RIFF"))
+    with pytest.raises(NotFound):
+        session_end(principal=principal_b, session=session)
+    with pytest.raises(NotFound):
+        session_erase(principal=principal_b, session=session)
+    with pytest.raises(NotFound):
+        transcript_read(principal=principal_b, session=session, fmt="json")
+    session.refresh_from_db()
+    assert session.status == SessionStatus.CREATED
+    assert default_storage.exists(storage_keys.audio_wav_key(session))
+    assert session_erase(principal=principal_clinician_a, session=session) == {"storage_objects": 1, "segments": 0}
+    assert not default_storage.exists(storage_keys.audio_wav_key(session))
+    assert AuditEvent.objects.filter(action="session.erase", object_id=str(session.id)).exists()
+
+
+def test_it_counts_usage_for_the_calendar_month(principal_clinician_a, clinic_a, clinic_b):
+    this_month = session_create(principal=principal_clinician_a)
+    last_month = session_create(principal=principal_clinician_a)
+    ConsultationSession.objects.filter(pk=this_month.pk).update(
+        audio_duration_ms=120_000, audio_bytes=1000, status=SessionStatus.LIVE
+    )
+    month_start = clinic_usage(clinic=clinic_a)["month_start"]
+    ConsultationSession.objects.filter(pk=last_month.pk).update(
+        audio_duration_ms=600_000, audio_bytes=500, created_at=month_start - timedelta(seconds=1)
+    )
+    ConsultationSession.objects.create(clinic=clinic_b, language="ja-JP", engine="fake", audio_duration_ms=9_999_999)
+    usage = clinic_usage(clinic=clinic_a)
+    assert usage["live_sessions"] == 1
+    assert usage["audio_minutes_this_month"] == 2
+    assert usage["storage_bytes"] == 1500
+    assert month_start <= timezone.now() and month_start.day == 1
+
+
+def test_it_lists_and_reads_finals_through_the_access_layer(principal_b, principal_clinician_a):
+    session = session_create(principal=principal_clinician_a, external_ref="ref-1")
+    assert list(session_list(principal=principal_b)) == []
+    assert list(session_list(principal=principal_clinician_a, external_ref="ref-1")) == [session]
+    with pytest.raises(NotFound):
+        transcript_finals(principal=principal_b, session=session)
