@@ -1,41 +1,73 @@
 # The two commands that matter on a fresh machine: `make run` and `make test`.
-PY ?= python3.11
+# Needs only python3.11 (or a python3 that is 3.11) and make.
+PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
-STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench venv migrate seed clean
+.PHONY: run test lint format bench venv migrate seed collectstatic check clean
 
-$(STAMP): requirements.txt requirements-dev.txt
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
+$(BIN)/python:
+	$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, got " + sys.version'
+	$(PY) -m venv $(VENV)
 
-venv: $(STAMP)
+# `make run` installs the runtime only; `make test` adds the test tools.
+$(RUNTIME_STAMP): requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
 
-# Embedded defaults: SQLite, in-memory channel layer, local files, the
-# offline engine. DEBUG is on only for this local run.
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@ $(RUNTIME_STAMP)
+
+venv: $(DEV_STAMP)
+
+# Embedded defaults: SQLite (var/db.sqlite3), in-memory channel layer, local
+# files (var/media), the offline engine. DEBUG is on only for this local run.
+# runserver is daphne's (first in INSTALLED_APPS): one process serving HTTP
+# and WebSockets through voiceai.asgi.
 run: export DEBUG ?= 1
 run: export TRANSCRIPTION_ENGINE ?= local
-run: $(STAMP)
+run: export PORT := $(PORT)
+run: $(RUNTIME_STAMP)
 	mkdir -p var
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput -v 0
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+
+migrate: export DEBUG ?= 1
+migrate: $(RUNTIME_STAMP)
+	mkdir -p var
+	$(BIN)/python manage.py migrate --noinput
+
+seed: export DEBUG ?= 1
+seed: migrate
+	$(BIN)/python manage.py seed_demo
+
+collectstatic: export DEBUG ?= 1
+collectstatic: $(RUNTIME_STAMP)
+	$(BIN)/python manage.py collectstatic --noinput -v 0
 
 # The suite runs against the machine's real PostgreSQL and Redis (as in CI).
 test: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 test: export REDIS_URL ?= redis://127.0.0.1:6379/0
 test: export TEST_DATABASE_NAME ?= test_voiceai
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	DEBUG=1 $(BIN)/python manage.py check
+	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
+
+# Production-settings deploy checks (needs SECRET_KEY and ALLOWED_HOSTS set).
+check: $(RUNTIME_STAMP)
+	$(BIN)/python manage.py check --deploy
 
 clean:
 	rm -rf $(VENV) var
