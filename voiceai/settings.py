@@ -41,6 +41,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "voiceai.middleware.RequestIdMiddleware",
+    "voiceai.health.HealthCheckMiddleware",
     "voiceai.observability.HttpMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

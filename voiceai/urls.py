@@ -19,3 +19,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("sessions.web.urls")),  # the console (root = record page)
 ]
+
+# JSON errors under /api/, Django's pages elsewhere.
+handler404 = "voiceai.error_views.not_found"
+handler500 = "voiceai.error_views.server_error"

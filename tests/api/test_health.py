@@ -51,3 +51,11 @@ def test_it_checks_redis_when_configured(client, db, tmp_media, settings):
         pytest.skip("REDIS_URL is not set: no Redis to check against")
     settings.REDIS_URL = url
     assert client.get("/readyz").json()["checks"]["redis"] == "ok"
+
+
+def test_it_answers_probes_addressed_to_an_ip_not_in_allowed_hosts(client, db, tmp_media, settings):
+    settings.ALLOWED_HOSTS = ["api.example.org"]
+    settings.REDIS_URL = ""
+    assert client.get("/healthz", HTTP_HOST="10.0.3.17:8000").status_code == 200
+    assert client.get("/readyz", HTTP_HOST="10.0.3.17:8000").status_code == 200
+    assert client.get("/api/v1/schema/", HTTP_HOST="10.0.3.17:8000").status_code == 400
