@@ -225,6 +225,15 @@ class MembershipChangeForm(forms.ModelForm):
         return role
 
 
+def _let_admins_sign_in(membership: Membership) -> None:
+    """A clinic admin works in this admin site, which needs ``is_staff``;
+    what they see there is still limited to their clinics."""
+    user = membership.user
+    if membership.role == Role.ADMIN and not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+
+
 @admin.register(Membership)
 class MembershipAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     clinic_admin_permissions = frozenset({"view", "add", "change", "delete"})
@@ -271,6 +280,7 @@ class MembershipAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         actor = actor_for(request, obj.clinic)
         if change:
             services.membership_update(membership=obj, role=obj.role, actor=actor)
+            _let_admins_sign_in(obj)
             return
         if "username" in form.cleaned_data:
             user = get_user_model()._default_manager.create_user(
@@ -284,6 +294,7 @@ class MembershipAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
             user = obj.user
         created = services.membership_add(clinic=obj.clinic, user=user, role=obj.role, actor=actor)
         _adopt(obj, created)
+        _let_admins_sign_in(obj)
 
     def delete_model(self, request: HttpRequest, obj: Membership) -> None:
         try:

@@ -162,3 +162,24 @@ def test_it_shuts_out_admins_of_a_suspended_clinic(client_admin_a, rows_a):
     rows_a.clinic.is_active = False
     rows_a.clinic.save()
     assert client_admin_a.get(reverse("admin:consultations_consultationsession_changelist")).status_code == 403
+
+
+def test_it_shows_an_admin_of_two_clinics_both_and_no_third(client_admin_a, staff_admin_a, rows_a, rows_b, db):
+    from clinics.models import Clinic, Membership
+    from clinics.services import clinic_create
+
+    Membership.objects.create(clinic=rows_b.clinic, user=staff_admin_a, role=Role.ADMIN)
+    third = clinic_create(name="Clinic C", slug="clinic-c")
+    pks = _changelist_pks(client_admin_a, "clinics_clinic")
+    assert pks == {str(rows_a.clinic.pk), str(rows_b.clinic.pk)}
+    assert str(third.pk) not in pks and Clinic.objects.count() == 3
+
+
+def test_it_keeps_the_admin_modules_on_the_access_layer():
+    from pathlib import Path
+
+    from tests.api.test_view_access_rule import direct_queries
+
+    root = Path(__file__).resolve().parents[2]
+    for module in ("clinics/admin.py", "clinics/admin_scoping.py", "sessions/admin.py"):
+        assert direct_queries((root / module).read_text()) == [], module

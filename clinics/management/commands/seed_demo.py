@@ -20,7 +20,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from clinics.models import ApiKey, Clinic, Language, Membership, Role
+from clinics.access import api_keys_visible_to, memberships_visible_to, system_principal
+from clinics.models import Clinic, Language, Role
 from clinics.services import api_key_create, clinic_create, membership_add
 
 DEMO_SLUG = "demo"
@@ -65,13 +66,15 @@ class Command(BaseCommand):
             else:
                 # A clinic admin signs in to /admin/ (scoped to the clinic), so is_staff.
                 user = users.create_user(username=username, password=password, is_staff=role == Role.ADMIN)
-        if role is not None and not Membership.objects.filter(clinic=clinic, user=user).exists():
+        members = memberships_visible_to(system_principal(clinic, label="seed_demo"))
+        if role is not None and not members.filter(user=user).exists():
             membership_add(clinic=clinic, user=user, role=role)
 
     def _ensure_api_key(self, clinic: Clinic, key_file: Path) -> str | None:
         """The raw demo key if it is known (just created, or in the key file
         and still matching an active key named "demo")."""
-        active = ApiKey.objects.filter(clinic=clinic, name=DEMO_KEY_NAME, revoked_at__isnull=True).first()
+        keys = api_keys_visible_to(system_principal(clinic, label="seed_demo"))
+        active = keys.filter(name=DEMO_KEY_NAME, revoked_at__isnull=True).first()
         if active is not None:
             saved = key_file.read_text().strip() if key_file.is_file() else ""
             return saved if saved.startswith(f"vai_{active.prefix}_") else None
