@@ -30,3 +30,12 @@ def aws_engine(transcribe_standin, standin_cert):  # noqa: F811
         credentials=("AKIDSTANDIN", "standin-secret"),
         open_timeout=2.0,
     )
+
+
+async def wait_until(predicate, limit: float = 5.0) -> None:
+    """Poll a condition another task or process makes true (no event to await)."""
+    import asyncio
+
+    async with asyncio.timeout(limit):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
