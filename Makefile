@@ -65,6 +65,19 @@ lint: $(DEV_STAMP)
 	DEBUG=1 $(BIN)/python manage.py check
 	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
 
+# The benchmark of issue 6 (docs/benchmarks.md; ~15 min; 2 cores: servers on
+# core 0, load generator on core 1). PostgreSQL and Redis as for `make test`;
+# it creates and migrates its own database. Options: BENCH_ARGS="--quick".
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): bench/requirements.txt $(DEV_STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	touch $@
+
+bench: export BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/voiceai_bench
+bench: export BENCH_REDIS_URL ?= redis://127.0.0.1:6379/7
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench --write-docs $(BENCH_ARGS)
+
 # Production-settings deploy checks (needs SECRET_KEY and ALLOWED_HOSTS set).
 check: $(RUNTIME_STAMP)
 	$(BIN)/python manage.py check --deploy

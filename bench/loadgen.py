@@ -1,0 +1,390 @@
+"""The load generator: N producers streaming 100 ms PCM16 frames at real-time
+pace, optional viewers on another server, frame -> Transcript latency.
+
+Run as its own process (pinned to a core by the orchestrator):
+
+    python -m bench.loadgen SPEC.json
+
+SPEC (written by ``bench.run``)::
+
+    {"warmup": 4, "duration": 10, "drain": 2, "connect_concurrency": 50,
+     "origin": "http://127.0.0.1:8000",
+     "streams": [{"host": "127.0.0.1", "port": 8000, "path": "/ws/...",
+                  "viewer": {"host": ..., "port": ..., "path": ...} | null}]}
+
+It prints ``PHASE connected``, ``PHASE measure_start``, ``PHASE measure_end``
+as it goes (the orchestrator samples the server's CPU and memory at those
+moments) and finally one line ``RESULT {json}``.
+
+Cost per audio frame: one ``call_at`` callback, one ``transport.write`` of
+a prebuilt masked frame, two list appends. Per server message: a substring
+test, one ``find`` and an ``int()`` of a few digits — no JSON decode on
+the hot path. The generator also measures itself (how late frames leave
+against their schedule, its own CPU) so a saturated generator shows up in
+the results instead of passing for a slow server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.wsclient import OP_BINARY, OP_TEXT, HandshakeRejected, build_frame, ws_connect
+
+SAMPLE_RATE = 16000
+FRAME_MS = 100
+FRAME_BYTES = SAMPLE_RATE * 2 * FRAME_MS // 1000  # 3,200 bytes of PCM16 mono
+BYTES_PER_SECOND = SAMPLE_RATE * 2
+
+
+def _pcm_payload() -> bytes:
+    # Quiet deterministic noise rather than zeros: identical cost to the
+    # server, but not trivially compressible should anything compress it.
+    rnd = random.Random(6)
+    return b"".join(rnd.randint(-300, 300).to_bytes(2, "little", signed=True) for _ in range(FRAME_BYTES // 2))
+
+
+AUDIO_FRAME = build_frame(OP_BINARY, _pcm_payload())
+KEEPALIVE_FRAME = build_frame(OP_TEXT, b'{"type":"KeepAlive"}')
+
+_T_TRANSCRIPT = b'"Transcript"'
+_T_ACK = b'"Ack"'
+_T_BEGIN = b'"Begin"'
+_T_ERROR = b'"Error"'
+_T_WARNING = b'"Warning"'
+_K_TEXT = b'"text":'
+_K_DURABLE = b'"audio_bytes_durable":'
+_K_RESUME = b'"resume_from_byte":'
+_K_CODE = b'"code":'
+
+
+def _int_after(payload: bytes, key: bytes) -> int | None:
+    """The integer following ``key`` (optionally inside quotes), without
+    decoding the JSON around it."""
+    i = payload.find(key)
+    if i < 0:
+        return None
+    i += len(key)
+    n = len(payload)
+    while i < n and payload[i] in b' "':
+        i += 1
+    j = i
+    while j < n and 48 <= payload[j] <= 57:
+        j += 1
+    return int(payload[i:j]) if j > i else None
+
+
+def _str_after(payload: bytes, key: bytes) -> str:
+    i = payload.find(key)
+    if i < 0:
+        return "?"
+    i = payload.find(b'"', i + len(key))
+    j = payload.find(b'"', i + 1)
+    return payload[i + 1 : j].decode("utf-8", "replace")[:60] if i >= 0 and j > i else "?"
+
+
+@dataclass
+class Totals:
+    errors: dict[str, int] = field(default_factory=dict)
+    warnings: dict[str, int] = field(default_factory=dict)
+    closes: dict[str, int] = field(default_factory=dict)
+    unparsed: int = 0
+
+    def error(self, code: str) -> None:
+        self.errors[code] = self.errors.get(code, 0) + 1
+
+
+class Stream:
+    """One session: a producer connection and optionally a viewer."""
+
+    __slots__ = (
+        "acked",
+        "begun",
+        "conn",
+        "frames_sent",
+        "last_ack_at",
+        "loop",
+        "next_at",
+        "prod_recv",
+        "resume_from",
+        "sched_lag",
+        "sent",
+        "spec",
+        "start_at",
+        "stopped",
+        "totals",
+        "viewer",
+        "viewer_recv",
+    )
+
+    def __init__(self, spec: dict[str, Any], totals: Totals) -> None:
+        self.spec = spec
+        self.totals = totals
+        self.loop = asyncio.get_running_loop()
+        self.conn = None
+        self.viewer = None
+        self.sent: list[float] = []  # perf_counter() at which frame k left
+        self.prod_recv: list[float] = []  # when its Transcript reached the producer (0: not yet)
+        self.viewer_recv: list[float] = []  # ... and the viewer
+        self.sched_lag: list[float] = []  # how late frame k left against its schedule
+        self.frames_sent = 0
+        self.resume_from = 0
+        self.acked = 0
+        self.last_ack_at = 0.0
+        self.begun = False
+        self.stopped = False
+        self.start_at = 0.0
+        self.next_at = 0.0
+
+    # --- server messages -----------------------------------------------------
+
+    def _frame_index(self, payload: bytes) -> int:
+        offset = _int_after(payload, _K_TEXT)
+        if offset is None:
+            self.totals.unparsed += 1
+            return -1
+        k = (offset - self.resume_from) // FRAME_BYTES - 1
+        return k if 0 <= k < self.frames_sent else -1
+
+    def on_producer_text(self, payload: bytes, _now: float) -> None:
+        now = time.perf_counter()
+        if _T_TRANSCRIPT in payload:
+            k = self._frame_index(payload)
+            if k >= 0 and not self.prod_recv[k]:
+                self.prod_recv[k] = now
+        elif _T_ACK in payload:
+            durable = _int_after(payload, _K_DURABLE)
+            if durable is not None:
+                self.acked = durable
+                self.last_ack_at = now
+        elif _T_BEGIN in payload:
+            self.resume_from = _int_after(payload, _K_RESUME) or 0
+            self.acked = self.resume_from
+            self.begun = True
+        elif _T_ERROR in payload:
+            self.totals.error("server:" + _str_after(payload, _K_CODE))
+        elif _T_WARNING in payload:
+            code = _str_after(payload, _K_CODE)
+            self.totals.warnings[code] = self.totals.warnings.get(code, 0) + 1
+
+    def on_viewer_text(self, payload: bytes, _now: float) -> None:
+        if _T_TRANSCRIPT in payload:
+            now = time.perf_counter()
+            k = self._frame_index(payload)
+            if k >= 0 and not self.viewer_recv[k]:
+                self.viewer_recv[k] = now
+        elif _T_ERROR in payload:
+            self.totals.error("viewer-server:" + _str_after(payload, _K_CODE))
+
+    def on_close(self, code: int | None) -> None:
+        if not self.stopped:
+            self.totals.error(f"producer_closed:{code}")
+
+    def on_viewer_close(self, code: int | None) -> None:
+        if not self.stopped:
+            self.totals.error(f"viewer_closed:{code}")
+
+    # --- sending ---------------------------------------------------------------
+
+    def start(self, at: float) -> None:
+        self.start_at = self.next_at = at
+        self.loop.call_at(at, self._tick)
+
+    def _tick(self) -> None:
+        if self.stopped or self.conn is None or self.conn.closed:
+            return
+        now = time.perf_counter()
+        self.conn.transport.write(AUDIO_FRAME)
+        self.sent.append(now)
+        self.prod_recv.append(0.0)
+        self.viewer_recv.append(0.0)
+        self.sched_lag.append(self.loop.time() - self.next_at)
+        self.frames_sent += 1
+        # An absolute schedule: a late tick doesn't shift later frames.
+        self.next_at = self.start_at + self.frames_sent * (FRAME_MS / 1000)
+        self.loop.call_at(self.next_at, self._tick)
+
+
+def _pct(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    i = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[i]
+
+
+def _summary_ms(values: list[float]) -> dict[str, float | int | None]:
+    values.sort()
+    return {
+        "count": len(values),
+        "p50_ms": None if not values else round(_pct(values, 0.50) * 1000, 2),
+        "p99_ms": None if not values else round(_pct(values, 0.99) * 1000, 2),
+        "max_ms": None if not values else round(values[-1] * 1000, 2),
+    }
+
+
+async def _connect_all(streams: list[Stream], spec: dict[str, Any], totals: Totals) -> None:
+    sem = asyncio.Semaphore(int(spec.get("connect_concurrency", 50)))
+    origin = spec.get("origin")
+    timeout = float(spec.get("connect_timeout", 60))
+
+    async def one(stream: Stream) -> None:
+        async with sem:
+            s = stream.spec
+            try:
+                if s.get("viewer"):
+                    v = s["viewer"]
+                    stream.viewer = await ws_connect(
+                        v["host"],
+                        v["port"],
+                        v["path"],
+                        stream.on_viewer_text,
+                        stream.on_viewer_close,
+                        origin=origin,
+                        timeout=timeout,
+                    )
+                stream.conn = await ws_connect(
+                    s["host"],
+                    s["port"],
+                    s["path"],
+                    stream.on_producer_text,
+                    stream.on_close,
+                    origin=origin,
+                    timeout=timeout,
+                )
+            except HandshakeRejected as exc:
+                totals.error(f"connect_rejected:{str(exc)[:40]}")
+            except (TimeoutError, OSError) as exc:
+                totals.error(f"connect_failed:{type(exc).__name__}")
+
+    await asyncio.gather(*(one(s) for s in streams))
+
+
+async def run(spec: dict[str, Any], emit=print) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    totals = Totals()
+    streams = [Stream(s, totals) for s in spec["streams"]]
+    t_connect = time.perf_counter()
+    await _connect_all(streams, spec, totals)
+    connected = [s for s in streams if s.conn is not None]
+    connect_seconds = time.perf_counter() - t_connect
+    # Wait briefly for Begin so the first frames aren't timed against setup.
+    deadline = time.perf_counter() + 10
+    while time.perf_counter() < deadline and not all(s.begun or s.conn.closed for s in connected):  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    emit("PHASE connected", flush=True)
+
+    # Spread the streams evenly over one frame period, as independent
+    # clients would be, rather than sending N frames in one burst.
+    base = loop.time() + 0.05
+    period = FRAME_MS / 1000
+    for i, s in enumerate(connected):
+        s.start(base + period * i / max(1, len(connected)))
+
+    warmup, duration, drain = float(spec["warmup"]), float(spec["duration"]), float(spec.get("drain", 2))
+    await asyncio.sleep(warmup)
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    m_start = time.perf_counter()
+    emit("PHASE measure_start", flush=True)
+    lag_samples: list[float] = []
+    ack_silence: list[float] = []
+    while time.perf_counter() - m_start < duration:
+        await asyncio.sleep(0.5)
+        now = time.perf_counter()
+        for s in connected:
+            if s.begun and not s.conn.closed:
+                lag_samples.append((s.resume_from + s.frames_sent * FRAME_BYTES - s.acked) / BYTES_PER_SECOND)
+                if s.last_ack_at:
+                    ack_silence.append(now - s.last_ack_at)
+    m_end = time.perf_counter()
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    emit("PHASE measure_end", flush=True)
+    for s in connected:
+        s.stopped = True
+    await asyncio.sleep(drain)
+
+    prod_lat: list[float] = []
+    view_lat: list[float] = []
+    sched: list[float] = []
+    sent_in_window = missing = view_missing = 0
+    for s in connected:
+        has_viewer = s.viewer is not None
+        for k, t in enumerate(s.sent):
+            if t < m_start or t >= m_end:
+                continue
+            sent_in_window += 1
+            sched.append(max(0.0, s.sched_lag[k]))
+            r = s.prod_recv[k]
+            if r:
+                prod_lat.append(r - t)
+            else:
+                missing += 1
+            if has_viewer:
+                v = s.viewer_recv[k]
+                if v:
+                    view_lat.append(v - t)
+                else:
+                    view_missing += 1
+    for s in streams:
+        for c in (s.conn, s.viewer):
+            if c is not None:
+                c.close()
+    await asyncio.sleep(0.2)
+
+    lag_samples.sort()
+    wall = m_end - m_start
+    cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+    return {
+        "streams": len(streams),
+        "connected": len(connected),
+        "viewers": sum(1 for s in streams if s.viewer is not None),
+        "connect_seconds": round(connect_seconds, 2),
+        "window_seconds": round(wall, 2),
+        "frames_sent": sent_in_window,
+        "producer": _summary_ms(prod_lat),
+        "viewer": _summary_ms(view_lat),
+        "missing_transcripts": missing,
+        "viewer_missing": view_missing,
+        "errors": totals.errors,
+        "warnings": totals.warnings,
+        "unparsed": totals.unparsed,
+        "ack_lag_s": {
+            "p99": round(_pct(lag_samples, 0.99), 2) if lag_samples else None,
+            "max": round(lag_samples[-1], 2) if lag_samples else None,
+            "samples": len(lag_samples),
+        },
+        "ack_silence_max_s": round(max(ack_silence), 2) if ack_silence else None,
+        "loadgen": {
+            "cpu_pct": round(100 * cpu / wall, 1) if wall else None,
+            "send_late": _summary_ms(sched),
+        },
+    }
+
+
+def main(argv: list[str]) -> None:
+    with open(argv[1]) as f:
+        spec = json.load(f)
+    import gc
+
+    # The generator's own heap is small; freezing it keeps collections short.
+    gc.collect()
+    gc.freeze()
+    try:
+        import uvloop
+
+        result = uvloop.run(run(spec))
+    except ImportError:
+        result = asyncio.run(run(spec))
+    print("RESULT " + json.dumps(result), flush=True)
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
