@@ -1,0 +1,136 @@
+"""Data lifecycle: retention purge and clinic export (offboarding).
+
+Both act as a system principal of one clinic at a time, go through the
+access layer and the same services as user actions, and leave audit rows:
+a purge leaves the erasure tombstones, an export one row per session read.
+"""
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from django.utils import timezone
+
+from clinics.access import Principal, sessions_visible_to, system_principal
+from clinics.audit import AuditAction, audit_record
+from clinics.models import Clinic
+from sessions import storage_keys
+from sessions.formats import transcript_as_json, transcript_as_txt
+from sessions.models import ConsultationSession, SessionStatus
+from sessions.selectors import transcript_finals
+from sessions.services import session_erase
+from sessions.storage import storage_iter_range, storage_size
+from voiceai.errors import DomainError
+from voiceai.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass
+class PurgeReport:
+    clinics: int = 0
+    erased: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def sessions_expired(*, principal: Principal, now: datetime) -> list[ConsultationSession]:
+    """Sessions past the clinic's retention. Live sessions are never purged
+    under a streaming clinician; they are caught by a later run."""
+    cutoff = now - timedelta(days=principal.clinic.retention_days)
+    return list(
+        sessions_visible_to(principal)
+        .filter(created_at__lt=cutoff)
+        .exclude(status=SessionStatus.LIVE)
+        .order_by("created_at")
+    )
+
+
+def sessions_purge_expired(*, now: datetime | None = None, dry_run: bool = False) -> PurgeReport:
+    """Erase every session older than its clinic's retention. Safe to run
+    from cron or a scheduled container repeatedly: what is gone stays gone,
+    a storage failure leaves that session for the next run."""
+    now = now or timezone.now()
+    report = PurgeReport()
+    for clinic in Clinic.objects.order_by("slug"):
+        report.clinics += 1
+        principal = system_principal(clinic, label="retention")
+        for session in sessions_expired(principal=principal, now=now):
+            if dry_run:
+                report.erased += 1
+                continue
+            try:
+                session_erase(principal=principal, session=session)
+                report.erased += 1
+            except DomainError as exc:
+                report.failed.append(str(session.pk))
+                log.warning(
+                    "retention_purge_failed", clinic_id=str(clinic.pk), session_id=str(session.pk), code=exc.code
+                )
+    log.info("retention_purge_done", clinics=report.clinics, erased=report.erased, failed=len(report.failed))
+    return report
+
+
+def clinic_export(*, clinic: Clinic, out_path: Path) -> int:
+    """Write every session of the clinic (transcripts as JSON and text, the
+    audio WAV where stored, and a manifest) into one ZIP archive. Returns
+    the number of sessions exported."""
+    principal = system_principal(clinic, label="export")
+    manifest = []
+    with zipfile.ZipFile(out_path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+        for session in sessions_visible_to(principal).order_by("created_at"):
+            manifest.append(_export_session(archive, principal=principal, session=session))
+        archive.writestr("manifest.json", json.dumps({"clinic": clinic.slug, "sessions": manifest}, indent=2))
+    audit_record(
+        clinic=clinic,
+        action=AuditAction.CLINIC_EXPORT,
+        object_type="clinic",
+        object_id=clinic.pk,
+        actor=principal,
+        details={"sessions": len(manifest)},
+    )
+    return len(manifest)
+
+
+def _export_session(archive: zipfile.ZipFile, *, principal: Principal, session: ConsultationSession) -> dict:
+    folder = f"{session.pk}/"
+    segments = list(transcript_finals(principal=principal, session=session))
+    archive.writestr(
+        folder + "transcript.json", transcript_as_json(segments, session_id=session.pk, language=session.language)
+    )
+    archive.writestr(folder + "transcript.txt", transcript_as_txt(segments))
+    audit_record(
+        clinic=principal.clinic,
+        action=AuditAction.TRANSCRIPT_READ,
+        object_type="session",
+        object_id=session.pk,
+        actor=principal,
+        details={"via": "export", "segments": len(segments)},
+    )
+    wav_key = storage_keys.audio_wav_key(session)
+    size = storage_size(wav_key)
+    if size:
+        with archive.open(folder + "audio.wav", "w", force_zip64=True) as out:
+            for chunk in storage_iter_range(wav_key, start=0, length=size):
+                out.write(chunk)
+        audit_record(
+            clinic=principal.clinic,
+            action=AuditAction.AUDIO_READ,
+            object_type="session",
+            object_id=session.pk,
+            actor=principal,
+            details={"via": "export", "bytes": size},
+        )
+    return {
+        "id": str(session.pk),
+        "external_ref": session.external_ref,
+        "status": session.status,
+        "language": session.language,
+        "created_at": session.created_at.isoformat(),
+        "ended_at": session.ended_at.isoformat() if session.ended_at else None,
+        "audio_duration_ms": session.audio_duration_ms,
+        "audio_sha256": session.audio_sha256,
+        "segments": len(segments),
+        "audio": bool(size),
+    }
