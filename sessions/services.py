@@ -7,6 +7,7 @@ sockets go out only after the transaction commits.
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from botocore.exceptions import BotoCoreError, ClientError
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
@@ -21,7 +22,7 @@ from sessions.selectors import clinic_usage, transcript_finals
 from sessions.storage import storage_delete_prefix
 from sessions.tokens import IssuedToken, stream_token_issue
 from transcription.groups import session_group
-from voiceai.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
+from voiceai.errors import Conflict, DomainError, InvalidInput, NotFound, QuotaExceeded
 from voiceai.logging import get_logger
 
 log = get_logger(__name__)
@@ -30,6 +31,12 @@ SAMPLE_RATE_MIN = 8000
 SAMPLE_RATE_MAX = 48000
 EXTERNAL_REF_MAX = 128
 _OPEN = (SessionStatus.CREATED, SessionStatus.LIVE)
+
+
+class StorageUnavailable(DomainError):
+    status = 503
+    code = "storage_unavailable"
+    default_message = "Storage is unavailable; the session was not erased. Try again."
 
 
 def _engine_for(principal: Principal) -> str:
@@ -107,8 +114,11 @@ def _notify_session_ended(clinic_id: Any, session_id: Any) -> None:
         layer = get_channel_layer()
         if layer is not None:
             async_to_sync(layer.group_send)(session_group(clinic_id, session_id), {"type": "session.ended"})
-    except Exception:
-        log.exception("session_end_notify_failed", clinic_id=str(clinic_id), session_id=str(session_id))
+    except Exception as exc:
+        # The class name only: a connection error's text can carry the Redis URL.
+        log.error(
+            "session_end_notify_failed", clinic_id=str(clinic_id), session_id=str(session_id), error=type(exc).__name__
+        )
 
 
 @transaction.atomic
@@ -146,7 +156,11 @@ def session_erase(*, principal: Principal, session: ConsultationSession) -> dict
     session = access_session(principal, session.pk)
     if session.status == SessionStatus.LIVE:
         raise Conflict("End the live session before erasing it.", code="session_live")
-    objects = storage_delete_prefix(storage_keys.session_prefix(session))
+    try:
+        objects = storage_delete_prefix(storage_keys.session_prefix(session))
+    except (OSError, BotoCoreError, ClientError) as exc:
+        log.error("session_erase_storage_failed", session_id=str(session.pk), error=type(exc).__name__)
+        raise StorageUnavailable() from exc
     with transaction.atomic():
         session = access_session(principal, session.pk, for_update=True)
         if session.status == SessionStatus.LIVE:  # went live meanwhile

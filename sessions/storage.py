@@ -6,8 +6,9 @@ on S3 whole prefixes are removed with batched DeleteObjects calls.
 """
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+from asgiref.sync import sync_to_async
 from django.core.files.storage import FileSystemStorage, Storage, default_storage
 
 from voiceai.logging import get_logger
@@ -95,3 +96,21 @@ def storage_iter_range(
                 break
             remaining -= len(data)
             yield data
+
+
+async def storage_aiter_range(
+    key: str, *, start: int, length: int, storage: Storage | None = None, chunk_size: int = 256 * 1024
+) -> AsyncIterator[bytes]:
+    """``storage_iter_range`` for ASGI responses. Django buffers a whole
+    sync iterator in memory before sending it under ASGI (a two-hour WAV is
+    ~230 MB); this reads chunk by chunk in a worker thread instead."""
+    chunks = storage_iter_range(key, start=start, length=length, storage=storage, chunk_size=chunk_size)
+    read = sync_to_async(next, thread_sensitive=False)
+    try:
+        while True:
+            chunk = await read(chunks, None)
+            if chunk is None:
+                break
+            yield chunk
+    finally:
+        await sync_to_async(chunks.close, thread_sensitive=False)()

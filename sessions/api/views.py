@@ -32,7 +32,7 @@ from sessions.services import (
     session_token_issue,
     transcript_read,
 )
-from sessions.storage import storage_iter_range, storage_size
+from sessions.storage import storage_aiter_range, storage_size
 from sessions.tokens import IssuedToken
 from voiceai.api_errors import error_body
 from voiceai.errors import InvalidInput, NotFound
@@ -197,7 +197,7 @@ class SessionAudioView(ClinicScopedAPIView):
         audio_read_audit(principal=self.principal, session=session, start=start, end=end, size=size)
         length = end - start + 1
         response = StreamingHttpResponse(
-            storage_iter_range(key, start=start, length=length),
+            storage_aiter_range(key, start=start, length=length),
             status=206 if byte_range is not None else 200,
             content_type="audio/wav",
         )

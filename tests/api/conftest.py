@@ -98,3 +98,16 @@ def membership_clinician_a(clinician_a) -> Membership:
 
 def error_code(response) -> str:
     return response.json()["error"]["code"]
+
+
+def streamed_body(response) -> bytes:
+    """The body of a response streamed with an async iterator (as the
+    audio endpoint does for ASGI servers)."""
+    from asgiref.sync import async_to_sync
+
+    assert response.is_async
+
+    async def collect() -> bytes:
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    return async_to_sync(collect)()

@@ -13,7 +13,7 @@ from clinics.models import AuditEvent
 from sessions import storage_keys
 from sessions.models import ConsultationSession, SessionStatus, TranscriptSegment
 from sessions.tokens import stream_token_consume
-from tests.api.conftest import error_code
+from tests.api.conftest import error_code, streamed_body
 from transcription.groups import session_group
 
 SESSION_ENDPOINTS = [
@@ -206,6 +206,18 @@ def test_it_erases_audio_transcript_and_session_leaving_a_tombstone(
     assert client_a.get(f"/api/v1/sessions/{session_a.id}/").status_code == 404
 
 
+def test_it_erases_nothing_when_storage_is_unavailable(client_a, session_a, segments_a, monkeypatch):
+    def unavailable(prefix):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr("sessions.services.storage_delete_prefix", unavailable)
+    response = client_a.delete(f"/api/v1/sessions/{session_a.id}/")
+    assert response.status_code == 503 and error_code(response) == "storage_unavailable"
+    assert ConsultationSession.objects.filter(pk=session_a.id).exists()
+    assert TranscriptSegment.objects.filter(session_id=session_a.id).count() == 3
+    assert not AuditEvent.objects.filter(action="session.erase").exists()
+
+
 def test_it_refuses_to_erase_a_live_session(client_a, session_a, audio_a):
     session_a.status = SessionStatus.LIVE
     session_a.save()
@@ -260,7 +272,7 @@ def test_it_serves_the_audio_whole_and_audits_it(client_a, session_a, audio_a):
     response = client_a.get(f"/api/v1/sessions/{session_a.id}/audio/", HTTP_ACCEPT="audio/wav")
     assert response.status_code == 200
     assert response["Content-Type"] == "audio/wav" and response["Accept-Ranges"] == "bytes"
-    assert b"".join(response.streaming_content) == audio_a
+    assert streamed_body(response) == audio_a
     event = AuditEvent.objects.get(action="audio.read", object_id=str(session_a.id))
     assert event.details == {"start": 0, "end": len(audio_a) - 1, "bytes": len(audio_a), "size": len(audio_a)}
 
@@ -277,7 +289,7 @@ def test_it_honours_byte_ranges(client_a, session_a, audio_a, header, span):
     assert response.status_code == 206
     assert response["Content-Range"] == f"bytes {start}-{end}/{size}"
     assert response["Content-Length"] == str(end - start + 1)
-    assert b"".join(response.streaming_content) == audio_a[start : end + 1]
+    assert streamed_body(response) == audio_a[start : end + 1]
     assert AuditEvent.objects.get(action="audio.read").details["start"] == start
 
 

@@ -5,7 +5,7 @@ from django.core.files.storage import FileSystemStorage
 from moto import mock_aws
 from storages.backends.s3 import S3Storage
 
-from sessions.storage import storage_delete_prefix, storage_iter_range, storage_size
+from sessions.storage import storage_aiter_range, storage_delete_prefix, storage_iter_range, storage_size
 
 
 def fill(storage) -> None:
@@ -47,3 +47,14 @@ def test_it_deletes_a_prefix_and_reads_ranges_on_s3():
     assert storage_delete_prefix("c1/s1/", storage=storage) == 3
     keys = {o.key for o in storage.bucket.objects.all()}
     assert keys == {"media/c1/s2/audio.wav", "media/c2/s1/audio.wav"}
+
+
+async def test_it_streams_a_range_asynchronously_for_asgi(tmp_path):
+    storage = FileSystemStorage(location=tmp_path)
+    storage.save("c1/s1/audio.wav", ContentFile(bytes(range(200))))
+    chunks = [
+        chunk
+        async for chunk in storage_aiter_range("c1/s1/audio.wav", start=5, length=150, storage=storage, chunk_size=64)
+    ]
+    assert [len(c) for c in chunks] == [64, 64, 22]
+    assert b"".join(chunks) == bytes(range(5, 155))
