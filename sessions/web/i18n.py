@@ -43,15 +43,18 @@ def js_catalog() -> dict[str, str]:
             "your audio is recorded and will be transcribed."
         ),
         "warn_generic": _("Note from the server: {message}"),
-        "warn_engine_slow": _("Transcription is running behind; the text will catch up."),
-        "warn_engine_retry": _("The transcription service had a problem and is being restarted. No audio is lost."),
-        "warn_session_time_limit": _("This consultation is close to the maximum recording time."),
+        # Warning codes of the producer socket (transcription/stream.py, resilient.py).
+        "warn_engine_restarted": _("The transcription service was restarted. No audio is lost."),
+        "warn_engine_reconnecting": _("The transcription service had a problem and is reconnecting. No audio is lost."),
+        "warn_storage_retry": _("Saving audio is delayed; it is kept and saving is retried."),
         "err_insecure_context": _(
             "The microphone can only be used over HTTPS or on this computer (localhost). Ask your administrator."
         ),
         "err_mic_denied": _("Microphone access was refused. Allow it in the browser's address bar and try again."),
         "err_no_device": _("No microphone was found. Connect one and try again."),
         "err_quota": _("Your clinic has reached its limit of recordings at the same time. Try again in a moment."),
+        "err_minutes": _("Your clinic's audio minutes for this month are used up. Ask your clinic administrator."),
+        "err_taken_over": _("This consultation is now being recorded on another screen. Recording here stopped."),
         "err_not_found": _("This consultation was not found."),
         "err_conflict": _("This consultation has already ended or is being recorded on another screen."),
         "err_protocol": _("The server refused the connection (protocol error)."),

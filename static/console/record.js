@@ -26,11 +26,14 @@ let capture = null;
 let client = null;
 let session = null;
 let elapsedTimer = null;
+let stopping = false;
 
 function setState(state, detail) {
   stateEl.dataset.state = state;
   stateEl.textContent = stateText(state);
   if (state === "failed" && detail) alert(errorText(detail.code, detail.detail));
+  // Ended by the server (elsewhere, or an error): release the microphone.
+  if ((state === "failed" || state === "closed") && capture && !stopping) teardown();
 }
 
 function alert(text) {
@@ -123,14 +126,26 @@ function warnUnload(event) {
   }
 }
 
-async function stop() {
-  stopButton.disabled = true;
-  if (capture) {
-    await capture.stop();
-    capture = null;
-  }
+async function releaseMicrophone() {
+  const running = capture;
+  capture = null;
+  if (running) await running.stop();
   setLevel(0);
+}
+
+async function teardown() {
+  await releaseMicrophone();
+  clearInterval(elapsedTimer);
+  if (client) elapsedEl.textContent = formatMs(client.produced / BYTES_PER_MS);
+  window.removeEventListener("beforeunload", warnUnload);
+  setRecording(false);
+}
+
+async function stop() {
+  stopping = true;
+  stopButton.disabled = true;
   try {
+    await releaseMicrophone(); // the last partial frame reaches the client first
     await client.finish();
     try {
       await api.endSession(session.id);
@@ -141,12 +156,8 @@ async function stop() {
   } catch {
     // The state line and alert already say what went wrong.
   } finally {
-    clearInterval(elapsedTimer);
-    elapsedEl.textContent = formatMs(client.produced / BYTES_PER_MS);
-    window.removeEventListener("beforeunload", warnUnload);
-    startButton.disabled = false;
-    for (const el of form.querySelectorAll("input, select")) el.disabled = false;
-    stopButton.disabled = true;
+    stopping = false;
+    await teardown();
   }
 }
 

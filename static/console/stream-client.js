@@ -9,13 +9,17 @@
 
 const RETRY_DELAYS_MS = [250, 500, 1000, 2000, 3000, 5000];
 const MAX_ATTEMPTS = 40; // about three minutes of trying
-// Closes after which reconnecting cannot help.
-const FATAL_CLOSE_CODES = new Set([4400, 4404, 4429]);
-// "Ended or already has a producer": after a drop the server may not yet
-// have noticed the old socket is gone, so it is retried a few times.
-const MAX_CONFLICT_ATTEMPTS = 8;
+// Closes after which reconnecting cannot help: protocol violation,
+// forbidden (suspended clinic), not found.
+const FATAL_CLOSE_CODES = new Set([4400, 4403, 4404]);
+// Error codes that end the recording whatever the close code says.
+const FATAL_ERROR_CODES = new Set(["taken_over", "session_ended", "not_found", "clinic_suspended"]);
 const LIVENESS_TIMEOUT_MS = 10000;
 const KEEPALIVE_EVERY_MS = 5000;
+// The server accepts 20..1000 ms per binary frame (16 kHz PCM16: 640..32000
+// bytes); resent audio is cut into 100 ms chunks within those bounds.
+const MIN_FRAME_BYTES = 640;
+const CHUNK_BYTES = 3200;
 
 export class StreamError extends Error {
   constructor(code, detail) {
@@ -25,7 +29,7 @@ export class StreamError extends Error {
   }
 }
 
-export function socketUrl(streamUrl, token) {
+export function socketUrl(streamUrl, token, extra = {}) {
   let url;
   if (/^wss?:\/\//.test(streamUrl)) {
     url = new URL(streamUrl);
@@ -34,6 +38,7 @@ export function socketUrl(streamUrl, token) {
     url.protocol = window.location.protocol === "https:" ? "wss:" : "ws:";
   }
   if (token) url.searchParams.set("token", token);
+  for (const [key, value] of Object.entries(extra)) url.searchParams.set(key, value);
   return url.toString();
 }
 
@@ -52,7 +57,6 @@ export class StreamClient {
     this.ws = null;
     this.ready = false; // Begin received on the current socket
     this.attempts = 0;
-    this.conflicts = 0;
     this.closing = false;
     this.done = false;
     this.state = "idle";
@@ -62,6 +66,7 @@ export class StreamClient {
     this.lastError = null;
     this.reconnects = 0;
     this.copy = keepCopy ? [] : null; // tests compare it with the stored WAV
+    this.carry = null; // resent bytes too short for a frame of their own
     this.finished = new Promise((resolve, reject) => {
       this.resolveFinished = resolve;
       this.rejectFinished = reject;
@@ -94,7 +99,9 @@ export class StreamClient {
       }
     }
     if (this.done) return;
-    const ws = new WebSocket(socketUrl(this.url, token));
+    // A reconnect replaces our own earlier connection, which the server may
+    // still hold (a dead process keeps its claim until the lease expires).
+    const ws = new WebSocket(socketUrl(this.url, token, this.reconnects > 0 ? { takeover: "1" } : {}));
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     this.ready = false;
@@ -113,10 +120,37 @@ export class StreamClient {
     this.produced += bytes.length;
     this.frames.push(frame);
     if (this.copy) this.copy.push(bytes);
-    if (this.ready && this.ws.readyState === WebSocket.OPEN) {
-      this.ws.send(bytes);
-      this.lastClientSend = Date.now();
+    if (this.ready && this.ws.readyState === WebSocket.OPEN) this.sendFrame(bytes);
+  }
+
+  // Sends audio in frames the server accepts: a piece shorter than 20 ms
+  // waits (in `carry`) to be joined with the next one.
+  sendFrame(bytes) {
+    let data = bytes;
+    if (this.carry) {
+      data = concat([this.carry, bytes]);
+      this.carry = null;
     }
+    if (data.length < MIN_FRAME_BYTES) {
+      this.carry = data;
+      return;
+    }
+    this.ws.send(data);
+    this.lastClientSend = Date.now();
+  }
+
+  // The last piece of a recording may be shorter than a frame: pad it with
+  // silence (at most 20 ms) so nothing spoken is dropped.
+  sendCarryPadded() {
+    if (!this.carry) return;
+    const padded = new Uint8Array(MIN_FRAME_BYTES);
+    padded.set(this.carry);
+    const extra = padded.subarray(this.carry.length);
+    this.carry = null;
+    this.produced += extra.length;
+    this.frames.push({ start: this.produced - extra.length, data: extra });
+    if (this.copy) this.copy.push(extra);
+    this.ws.send(padded);
   }
 
   // Flush and close: resolves with the Metadata message once the server has
@@ -124,7 +158,10 @@ export class StreamClient {
   finish() {
     if (!this.closing) {
       this.closing = true;
-      if (this.ready) this.sendJson({ type: "CloseStream" });
+      if (this.ready) {
+        this.sendCarryPadded();
+        this.sendJson({ type: "CloseStream" });
+      }
       if (this.state === "live") this.setState("finishing");
     }
     return this.finished;
@@ -192,16 +229,25 @@ export class StreamClient {
     }
     this.ready = true;
     this.attempts = 0;
-    this.conflicts = 0;
     this.lastError = null;
+    this.carry = null;
+    const pieces = [];
     for (const frame of this.frames) {
       const end = frame.start + frame.data.length;
       if (end <= resumeFrom) continue;
       const skip = Math.max(0, resumeFrom - frame.start);
-      this.ws.send(skip ? frame.data.subarray(skip) : frame.data);
+      pieces.push(skip ? frame.data.subarray(skip) : frame.data);
+    }
+    const pending = concat(pieces);
+    for (let at = 0; at < pending.length; ) {
+      let size = Math.min(CHUNK_BYTES, pending.length - at);
+      if (pending.length - at - size < MIN_FRAME_BYTES) size = pending.length - at; // no short tail
+      this.sendFrame(pending.subarray(at, at + size));
+      at += size;
     }
     this.lastClientSend = Date.now();
     if (this.closing) {
+      this.sendCarryPadded();
       this.sendJson({ type: "CloseStream" });
       this.setState("finishing");
     } else {
@@ -221,19 +267,22 @@ export class StreamClient {
     this.ready = false;
     this.ws = null;
     if (this.done) return;
-    if (this.closing && (event.code === 1000 || this.metadata)) {
+    // Closed after Metadata: by our CloseStream, or the session was ended
+    // elsewhere (REST /end/) and the server sealed it.
+    if (this.metadata || (this.closing && event.code === 1000)) {
       this.done = true;
       clearInterval(this.timer);
       this.setState("closed");
       this.resolveFinished(this.metadata || {});
       return;
     }
-    if (FATAL_CLOSE_CODES.has(event.code) || (this.lastError && this.lastError.retryable === false)) {
-      const code = this.lastError ? this.lastError.code : `close_${event.code}`;
+    const errorCode = this.lastError ? this.lastError.code : "";
+    // A full quota on the first connect is an answer; on a reconnect it is
+    // usually our own slot, still held by the dropped connection's lease.
+    const quotaRefusal = event.code === 4429 && this.reconnects === 0;
+    if (FATAL_CLOSE_CODES.has(event.code) || FATAL_ERROR_CODES.has(errorCode) || quotaRefusal) {
+      const code = errorCode || `close_${event.code}`;
       return this.fail(new StreamError(code, this.lastError ? this.lastError.message : event.reason));
-    }
-    if (event.code === 4409 && ++this.conflicts > MAX_CONFLICT_ATTEMPTS) {
-      return this.fail(new StreamError("close_4409", event.reason));
     }
     this.reconnects += 1;
     this.retryLater();
@@ -281,4 +330,17 @@ export class StreamClient {
     }
     return out;
   }
+}
+
+function concat(chunks) {
+  if (chunks.length === 1) return chunks[0];
+  let length = 0;
+  for (const chunk of chunks) length += chunk.length;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
 }

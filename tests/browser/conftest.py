@@ -1,0 +1,143 @@
+"""Real-browser fixtures: Debian's Chromium driven by Playwright, with a fake
+microphone that plays a WAV file, against a real server process.
+
+Chromium is a system package (``apt-get install -y chromium``; ``.ci/run``
+installs it). Without it the tests skip loudly on a developer machine and
+fail under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.test import Client
+
+from tests.servers import ServerProcess, server_factory  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+FAKE_MIC_WAV = REPO / "tests" / "fixtures" / "audio" / "console_consultation_en.wav"
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+
+# measured-facts.md, "Real-browser tests with a fake microphone".
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    # %noloop: play once, then repeat the last 10 ms (the file ends in silence).
+    f"--use-file-for-fake-audio-capture={FAKE_MIC_WAV}%noloop",
+]
+
+
+def _require_chromium() -> None:
+    if Path(CHROMIUM).exists():
+        return
+    reason = f"Chromium not found at {CHROMIUM}: apt-get install -y chromium (browser tests NOT run)"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(reason, pytrace=False)
+    print(f"\n*** SKIPPING BROWSER TESTS: {reason} ***")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def browser(transactional_db) -> Iterator:
+    """One Chromium per test. Playwright's sync API keeps an event loop
+    running in this thread while it is open, which Django's async-safety
+    check mistakes for async code; the test's own ORM calls are plain sync
+    code, so the check is lifted only while the browser is open (and the
+    browser closes before the database is flushed)."""
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as pw:
+            instance = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                yield instance
+            finally:
+                instance.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(scope="session")
+def static_root(tmp_path_factory) -> Path:
+    """The console's static files where WhiteNoise serves them without
+    DEBUG (a plain copy: the storage only compresses, it keeps names)."""
+    root = tmp_path_factory.mktemp("static")
+    shutil.copytree(REPO / "static", root, dirs_exist_ok=True)
+    return root
+
+
+@pytest.fixture
+def console_server(transactional_db, server_factory, static_root):  # noqa: F811
+    def start(*, port: int | None = None, **env: str) -> ServerProcess:
+        env = {"TRANSCRIPTION_ENGINE": "fake", "STATIC_ROOT": str(static_root), **env}
+        return server_factory(env=env, port=port)
+
+    return start
+
+
+def set_browser_password(user, password: str) -> None:
+    """The server runs the production settings, whose hashers don't include
+    the test suite's fast MD5 one: store a PBKDF2 hash it can check (few
+    iterations: the server upgrades it on login)."""
+    user.password = PBKDF2PasswordHasher().encode(password, "browsertestsalt", iterations=1000)
+    user.save(update_fields=["password"])
+
+
+def session_cookie_for(user, server: ServerProcess) -> dict:
+    """A signed-in Django session (stored in the shared database) as a
+    browser cookie, like ``Client.force_login``."""
+    client = Client()
+    client.force_login(user)
+    return {"name": "sessionid", "value": client.cookies["sessionid"].value, "url": server.url}
+
+
+@pytest.fixture
+def page_factory(browser, request) -> Iterator:
+    """New browser pages; on teardown each is screenshotted (named after the
+    test) into test-artifacts/browser/ and closed. Console errors of the page
+    are kept on ``page.console_errors`` for assertion messages."""
+    contexts = []
+
+    def make(*, locale: str = "en-US", cookies: list[dict] | None = None, init_script: str | None = None):
+        context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 900})
+        if cookies:
+            context.add_cookies(cookies)
+        if init_script:
+            context.add_init_script(init_script)
+        page = context.new_page()
+        page.console_errors = []
+        page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+        page.on("pageerror", lambda exc: page.console_errors.append(str(exc)))
+        contexts.append(context)
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
