@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from sessions.tokens import InvalidStreamToken
@@ -49,7 +48,7 @@ async def _authorize(scope, ws: WsSocket) -> persistence.StreamAuth | None:
     # a page on another site must not ride on the clinician's login.
     user = scope.get("user") if scope.get("ws_origin_trusted") else None
     try:
-        return await database_sync_to_async(persistence.authorize, thread_sensitive=False)(
+        return await persistence.db_async(persistence.authorize)(
             token=query.get("token"), user=user, session_id=session_id, client_ip=_client_ip(scope)
         )
     except InvalidStreamToken as exc:

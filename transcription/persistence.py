@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from clinics.access import Principal, access_session, memberships_of, principal_for_user, segments_visible_to
@@ -29,6 +30,23 @@ from voiceai.logging import get_logger
 log = get_logger(__name__)
 
 DEFAULT_MAX_CONCURRENT = 20
+
+
+def db_async(fn):
+    """``fn`` as a coroutine function run on the shared thread pool (not the
+    single thread-sensitive executor, so sessions don't queue behind each
+    other). Connection hygiene runs *inside* the call: asgiref runs the
+    function in a copied context, where ``database_sync_to_async``'s own
+    clean-up does not see the connection the function used."""
+
+    def call(*args, **kwargs):
+        close_old_connections()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(call, thread_sensitive=False)
 _OPEN = (SessionStatus.CREATED, SessionStatus.LIVE)
 
 

@@ -43,7 +43,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from transcription import audio_parts, persistence
@@ -121,7 +120,14 @@ EngineOpener = Callable[["ProducerStream", StreamConfig], Awaitable[EngineStream
 
 
 async def default_engine_opener(stream: ProducerStream, config: StreamConfig) -> EngineStream:
-    return await get_engine(stream.auth.engine_name or None).open_stream(config)
+    engine = get_engine(stream.auth.engine_name or None)
+    if getattr(engine, "uses_engine_quota", False):
+        # Upstream engines with a shared stream quota (AWS): queue for a
+        # slot, retry/replay, keep-alive and roll over (engine_quota, resilient).
+        from transcription.engine_quota import open_for_producer
+
+        return open_for_producer(stream, engine, config)
+    return await engine.open_stream(config)
 
 
 engine_opener: EngineOpener = default_engine_opener
@@ -137,10 +143,7 @@ def set_engine_opener(opener: EngineOpener) -> EngineOpener:
 _run_in_thread = sync_to_async(thread_sensitive=False)
 
 
-def _db(fn, thread_sensitive: bool = False):
-    # Edge and flush DB work runs on the shared thread pool, not the single
-    # thread-sensitive executor, so sessions don't queue behind each other.
-    return database_sync_to_async(fn, thread_sensitive=thread_sensitive)
+_db = persistence.db_async
 
 
 class ProducerStream:
@@ -603,22 +606,27 @@ class ProducerStream:
         if self._finished:
             return
         self._finished = True
+        error: StreamError | None = None
+        sealed = None
         try:
             await self._drain_engine(seconds=ENGINE_DRAIN_SECONDS)
             await self._flush_or_fail()
-            sealed = await _db(persistence.session_seal, thread_sensitive=False)(
-                principal=self.principal, session_id=self.session.pk
-            )
+            sealed = await _db(persistence.session_seal)(principal=self.principal, session_id=self.session.pk)
+        except StreamError as exc:
+            error = exc
+        except Exception:
+            log.exception("stream_finish_failed", session_id=str(self.session.pk))
+            error = StreamError(Close.INTERNAL, "internal_error", "Internal error.", retryable=True)
+        # Book-keeping before the close, so whoever sees the close also sees
+        # the released lease and the audit row.
+        await self._cleanup(reason, close_code=error.close_code if error else Close.NORMAL)
+        if error is not None or sealed is None:
+            await self.ws.fail(error)
+        else:
             await self.ws.send_json({"type": "Metadata", "audio_ms": sealed.audio_ms, "segments": sealed.segments})
             await self.ws.close(Close.NORMAL)
             await self._group_send(session_group(self.session.clinic_id, self.session.pk), {"type": "session.ended"})
-        except StreamError as exc:
-            await self.ws.fail(exc)
-        except Exception:
-            log.exception("stream_finish_failed", session_id=str(self.session.pk))
-            await self.ws.fail(StreamError(Close.INTERNAL, "internal_error", "Internal error.", retryable=True))
-        finally:
-            await self._cleanup(reason)
+        self._done.set()
 
     async def go_away(self) -> None:
         """Server shutdown: persist what arrived, then 1012 so the client
@@ -632,18 +640,21 @@ class ProducerStream:
         if self._finished:
             return
         self._finished = True
-        try:
-            if flush:
-                with contextlib.suppress(Exception):
-                    await self._flush_or_fail()
-            if error is not None:
-                await self.ws.fail(error)
-            else:
-                await self.ws.close(Close.NORMAL)
-        finally:
-            await self._cleanup(reason, release=error is None or error.code != "taken_over")
+        if flush:
+            with contextlib.suppress(Exception):
+                await self._flush_or_fail()
+        await self._cleanup(
+            reason,
+            release=error is None or error.code != "taken_over",
+            close_code=error.close_code if error else Close.NORMAL,
+        )
+        if error is not None:
+            await self.ws.fail(error)
+        else:
+            await self.ws.close(Close.NORMAL)
+        self._done.set()
 
-    async def _cleanup(self, reason: str, *, release: bool = True) -> None:
+    async def _cleanup(self, reason: str, *, close_code: int, release: bool = True) -> None:
         current = asyncio.current_task()
         for task in self._tasks:
             if task is not current:
@@ -669,9 +680,8 @@ class ProducerStream:
                 durable=self.durable,
             )
         STATS.streams_active -= 1
-        STATS.closes[self.ws.close_code or 0] += 1
+        STATS.closes[close_code] += 1
         ACTIVE_STREAMS.discard(self)
-        self._done.set()
         log.info(
             "stream_stopped",
             session_id=str(session_id),

@@ -8,8 +8,6 @@ import asyncio
 import contextlib
 import json
 
-from channels.db import database_sync_to_async
-
 from transcription import persistence
 from transcription.groups import session_group
 from transcription.stream import STATS, live_group
@@ -53,7 +51,7 @@ class ViewerStream:
             self._channel = await self.layer.new_channel()
             for group in self._groups:
                 await self.layer.group_add(group, self._channel)
-        start = await database_sync_to_async(persistence.viewer_start, thread_sensitive=False)(
+        start = await persistence.db_async(persistence.viewer_start)(
             principal=self.auth.principal, session_id=self.session.pk
         )
         await self.ws.send_json(

@@ -84,3 +84,153 @@ async def test_it_streams_audio_and_returns_begin_transcripts_acks_and_metadata(
     actions = await adb(list)(AuditEvent.objects.filter(object_id=str(session.pk)).values_list("action", flat=True))
     for action in ("stream.start", "stream.stop", "audio.write", "transcript.write"):
         assert actions.count(action) == 1, action
+
+
+async def _connect(session, principal, *, query: str = ""):
+    comm = communicator(session.pk, token=await atoken_for(principal, session), query=query)
+    connected, _ = await comm.connect()
+    assert connected
+    return comm
+
+
+async def test_it_resumes_from_the_durable_offset_byte_for_byte_after_a_drop(principal_clinician_a, session_a):
+    audio = pcm(FRAME * 40, seed=2)  # 4 s
+    comm = await _connect(session_a, principal_clinician_a)
+    await receive_until(comm, "Begin")
+    for i in range(0, FRAME * 25, FRAME):
+        await comm.send_to(bytes_data=audio[i : i + FRAME])
+    ack = {"audio_bytes_durable": 0}
+    while ack["audio_bytes_durable"] < FRAME * 25:
+        ack, _ = await receive_until(comm, "Ack")
+    await comm.disconnect()  # dropped: no CloseStream
+
+    comm = await _connect(session_a, principal_clinician_a)
+    begin, _ = await receive_until(comm, "Begin")
+    resume = begin["resume_from_byte"]
+    assert resume == FRAME * 25
+    for i in range(resume, len(audio), FRAME):
+        await comm.send_to(bytes_data=audio[i : i + FRAME])
+    await comm.send_json_to({"type": "CloseStream"})
+    code, messages = await expect_close(comm, seconds=10)
+    assert code == 1000
+    finals = [m["segment_id"] for m in messages if m["type"] == "Transcript" and m["is_final"]]
+    assert "fake-0" not in finals  # stored before the drop: never sent again
+    session = await adb(type(session_a).objects.get)(pk=session_a.pk)
+    with default_storage.open(session.storage_key, "rb") as fh:
+        assert fh.read() == wav_bytes(audio, 16000)
+    ids = await adb(list)(TranscriptSegment.objects.filter(session=session).values_list("segment_id", flat=True))
+    assert len(ids) == len(set(ids)) and ids[0] == "fake-0"
+    assert messages[-1] == {"type": "Metadata", "audio_ms": 4000, "segments": len(ids)}
+
+
+async def test_it_acks_only_persisted_audio(principal_clinician_a, session_a, settings):
+    settings.AUDIO_FLUSH_SECONDS = 30.0  # no timed flush: only the 3 s inline flush persists
+    comm = await _connect(session_a, principal_clinician_a)
+    await receive_until(comm, "Begin")
+    for i in range(10):
+        await comm.send_to(bytes_data=pcm(FRAME, seed=i))
+    ack, _ = await receive_until(comm, "Ack", seconds=3)
+    assert ack["audio_bytes_durable"] == 0  # liveness Ack: nothing stored yet
+    for i in range(25):
+        await comm.send_to(bytes_data=pcm(FRAME, seed=i))
+    while ack["audio_bytes_durable"] == 0:
+        ack, _ = await receive_until(comm, "Ack", seconds=3)
+    parts = default_storage.listdir(f"{session_a.clinic_id}/{session_a.pk}/parts/")[1]
+    assert ack["audio_bytes_durable"] == FRAME * 30  # the inline flush at 3 s of unacked audio
+    assert parts == [f"{0:015d}-{FRAME * 30:015d}.pcm"]
+    await comm.disconnect()
+
+
+async def test_it_finalizes_pending_audio_on_request(principal_clinician_a, session_a):
+    comm = await _connect(session_a, principal_clinician_a)
+    await receive_until(comm, "Begin")
+    for i in range(7):
+        await comm.send_to(bytes_data=pcm(FRAME, seed=i))
+    await comm.send_json_to({"type": "Finalize"})
+    final, _ = await receive_until(comm, "Transcript")
+    while not final["is_final"]:
+        final, _ = await receive_until(comm, "Transcript")
+    assert (final["segment_id"], final["start_ms"], final["end_ms"]) == ("fake-0", 0, 700)
+    await comm.send_json_to({"type": "KeepAlive"})
+    await comm.send_to(bytes_data=pcm(FRAME, seed=9))
+    await comm.send_json_to({"type": "CloseStream"})
+    code, messages = await expect_close(comm, seconds=10)
+    assert code == 1000 and messages[-1]["type"] == "Metadata"
+
+
+async def test_it_closes_an_idle_stream_with_4408(principal_clinician_a, session_a, settings):
+    settings.STREAM_IDLE_TIMEOUT_SECONDS = 0.5
+    comm = await _connect(session_a, principal_clinician_a)
+    code, messages = await expect_close(comm, seconds=5)
+    assert code == 4408
+    assert messages[-1] == {
+        "type": "Error",
+        "code": "idle_timeout",
+        "message": "No audio or KeepAlive received.",
+        "retryable": False,
+    }
+    await comm.disconnect()
+
+
+async def test_it_refuses_an_ended_session_with_4409(principal_clinician_a, session_a):
+    session_a.status = SessionStatus.ENDED
+    await adb(session_a.save)()
+    comm = await _connect(session_a, principal_clinician_a)
+    code, messages = await expect_close(comm)
+    assert code == 4409 and messages[-1]["code"] == "session_ended"
+
+
+async def test_it_refuses_a_second_producer_unless_it_takes_over(principal_clinician_a, session_a):
+    first = await _connect(session_a, principal_clinician_a)
+    await receive_until(first, "Begin")
+    await first.send_to(bytes_data=pcm(FRAME))
+
+    second = await _connect(session_a, principal_clinician_a)
+    code, messages = await expect_close(second)
+    assert code == 4409 and messages[-1]["code"] == "producer_active" and messages[-1]["retryable"] is True
+
+    third = await _connect(session_a, principal_clinician_a, query="takeover=1")
+    await receive_until(third, "Begin")
+    code, messages = await expect_close(first)
+    assert code == 4409 and messages[-1]["code"] == "taken_over"
+    await third.send_to(bytes_data=pcm(FRAME, seed=5))
+    await third.send_json_to({"type": "CloseStream"})
+    code, _ = await expect_close(third, seconds=10)
+    assert code == 1000
+    for comm in (first, second, third):
+        await comm.disconnect()
+
+
+async def test_it_enforces_the_clinics_concurrent_session_quota_with_4429(principal_clinician_a, clinic_a):
+    clinic_a.quota.max_concurrent_sessions = 1
+    await adb(clinic_a.quota.save)()
+    one, two = await adb(make_session)(principal_clinician_a), await adb(make_session)(principal_clinician_a)
+    first = await _connect(one, principal_clinician_a)
+    await receive_until(first, "Begin")
+    second = await _connect(two, principal_clinician_a)
+    code, messages = await expect_close(second)
+    assert code == 4429 and messages[-1]["code"] == "concurrent_sessions_exceeded"
+    await first.send_json_to({"type": "CloseStream"})
+    await expect_close(first, seconds=10)
+    # The slot is free again once the first stream is gone.
+    third = await _connect(two, principal_clinician_a)
+    begin, _ = await receive_until(third, "Begin")
+    assert begin["resume_from_byte"] == 0
+    for comm in (first, second, third):
+        await comm.disconnect()
+
+
+async def test_it_closes_the_producer_when_the_session_is_ended_over_rest(principal_clinician_a, session_a):
+    from sessions.services import session_end
+
+    comm = await _connect(session_a, principal_clinician_a)
+    await receive_until(comm, "Begin")
+    for i in range(12):
+        await comm.send_to(bytes_data=pcm(FRAME, seed=i))
+    await receive_until(comm, "Ack")
+    await adb(session_end)(principal=principal_clinician_a, session=session_a)
+    code, messages = await expect_close(comm, seconds=10)
+    assert code == 1000 and messages[-1] == {"type": "Metadata", "audio_ms": 1200, "segments": 1}
+    session = await adb(type(session_a).objects.get)(pk=session_a.pk)
+    assert session.status == SessionStatus.ENDED and session.audio_bytes == FRAME * 12
+    await comm.disconnect()
