@@ -10,6 +10,7 @@ class AuditAction:
     SESSION_CREATE = "session.create"
     SESSION_READ = "session.read"
     SESSION_END = "session.end"
+    SESSION_FAIL = "session.fail"
     SESSION_ERASE = "session.erase"
     STREAM_TOKEN_ISSUE = "stream_token.issue"
     STREAM_START = "stream.start"

@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 Opener = Callable[[StreamConfig], Awaitable[EngineStream]]
 Notice = Callable[[dict], None]
+OnFailed = Callable[[EngineError], Awaitable[None]]
 
 _END = object()
 
@@ -87,11 +88,16 @@ class ResilientStream(EngineStream):
         opener: Opener,
         policy: ResiliencePolicy,
         on_notice: Notice | None = None,
+        on_failed: OnFailed | None = None,
     ) -> None:
         self._config = config
         self._open = opener
         self._policy = policy
-        self._notice = on_notice or (lambda message: None)
+        self._notice_sink = on_notice or (lambda message: None)
+        self._on_failed = on_failed
+        # Notices wait until the consumer reads events (i.e. after it told
+        # the client the stream began), so Queued never precedes Begin.
+        self._held_notices: list[dict] | None = []
         self._bytes_per_second = config.sample_rate * 2
         self._pending = bytearray()
         self._pending_start = 0  # position of _pending[0]
@@ -143,7 +149,20 @@ class ResilientStream(EngineStream):
             await inner.end()
         # Otherwise the supervisor ends the stream right after its replay.
 
+    def notify(self, message: dict) -> None:
+        """Send a notice (Warning, Queued) to the client, or hold it until
+        ``events()`` is first read."""
+        if self._held_notices is not None:
+            self._held_notices.append(message)
+        else:
+            self._notice_sink(message)
+
+    _notice = notify
+
     async def events(self) -> AsyncIterator[TranscriptEvent]:
+        held, self._held_notices = self._held_notices or [], None
+        for message in held:
+            self._notice_sink(message)
         while True:
             item = await self._out.get()
             if item is _END:
@@ -303,7 +322,13 @@ class ResilientStream(EngineStream):
                 "engine stream failed",
                 extra={"session_id": self._config.session_id, "code": exc.code, "attempts": attempt},
             )
-            self._out.put_nowait(EngineError(str(exc), code=exc.code, retryable=False))
+            final = EngineError(str(exc), code=exc.code, retryable=False)
+            if self._on_failed is not None:
+                try:
+                    await self._on_failed(final)
+                except Exception:
+                    logger.exception("engine failure hook failed", extra={"session_id": self._config.session_id})
+            self._out.put_nowait(final)
             raise _Failed
         delay = self._policy.backoff(attempt)
         logger.info(
@@ -358,10 +383,13 @@ def open_resilient(
     *,
     opener: Opener | None = None,
     on_notice: Notice | None = None,
+    on_failed: OnFailed | None = None,
     **policy_overrides: float | int | None,
 ) -> ResilientStream:
     """The pipeline's entry point: a resilient stream over ``engine`` whose
     upstream streams come from ``opener`` (default: straight from the engine;
     pass the engine quota's opener to queue and fail over across regions)."""
     policy = ResiliencePolicy.for_engine(engine, **policy_overrides)
-    return ResilientStream(config, opener=opener or engine.open_stream, policy=policy, on_notice=on_notice)
+    return ResilientStream(
+        config, opener=opener or engine.open_stream, policy=policy, on_notice=on_notice, on_failed=on_failed
+    )

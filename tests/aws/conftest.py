@@ -39,3 +39,12 @@ async def wait_until(predicate, limit: float = 5.0) -> None:
     async with asyncio.timeout(limit):
         while not predicate():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
+
+
+@pytest.fixture(autouse=True)
+def _close_thread_connections():
+    """Pipeline DB work runs on pool threads; with CONN_MAX_AGE=0 each call
+    closes its connection, so the test database can be dropped."""
+    from django.db import connection
+
+    connection.settings_dict["CONN_MAX_AGE"] = 0

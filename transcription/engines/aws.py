@@ -229,6 +229,9 @@ class AwsTranscribeEngine(Engine):
     endpoint, trust store and credential chain apply."""
 
     name = "aws"
+    # Upstream streams count against ENGINE_STREAMS_PER_REGION (the pipeline
+    # opens them through transcription.engine_quota).
+    uses_engine_quota = True
 
     def __init__(
         self,
