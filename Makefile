@@ -84,3 +84,28 @@ check: $(RUNTIME_STAMP)
 
 clean:
 	rm -rf $(VENV) var
+
+# The AWS deployment as code (issue 7; docs/deployment.md). The CDK and
+# cfn-lint (~600 MB, needs Node.js; Node 20 works but jsii calls it
+# end-of-life, hence the silenced banner) go into the dev venv only, never into
+# requirements.txt or the app image. `make test` needs them for tests/infra.
+INFRA_STAMP := $(VENV)/.installed-infra
+$(INFRA_STAMP): infra/requirements.txt $(DEV_STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r infra/requirements.txt
+	touch $@
+
+test: $(INFRA_STAMP)
+
+.PHONY: infra-synth infra-test
+# Synthesizes infra/cdk.out and lints it; no AWS account needed. Context as
+# JSON, e.g. CDK_CONTEXT_JSON='{"certificateArn": "arn:...", "domainName":
+# "voice.example.jp"}' make infra-synth; without it the template asks for
+# the certificate and host name as CloudFormation parameters.
+infra-synth: export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+infra-synth: $(INFRA_STAMP)
+	$(BIN)/python -m infra.app
+	$(BIN)/cfn-lint infra/cdk.out/*.template.json
+
+infra-test: export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+infra-test: $(INFRA_STAMP)
+	$(BIN)/python -m pytest tests/infra tests/ops -q

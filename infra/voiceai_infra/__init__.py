@@ -1,0 +1,1 @@
+"""Constructs of the VoiceAI stack, one module per concern."""
