@@ -114,7 +114,8 @@ AWS_S3_ENDPOINT_URL = env_str("AWS_S3_ENDPOINT_URL") or None
 AWS_S3_REGION_NAME = env_str("AWS_S3_REGION_NAME", "ap-northeast-1")
 if AWS_STORAGE_BUCKET_NAME:
     _default_storage = {
-        "BACKEND": "storages.backends.s3.S3Storage",
+        # S3 with SSE-KMS under each clinic's own key (sessions/s3_storage.py).
+        "BACKEND": "sessions.s3_storage.ClinicKmsS3Storage",
         "OPTIONS": {
             "bucket_name": AWS_STORAGE_BUCKET_NAME,
             "endpoint_url": AWS_S3_ENDPOINT_URL,
@@ -201,6 +202,8 @@ AWS_TRANSCRIBE_REGIONS = env_list("AWS_TRANSCRIBE_REGIONS", ["ap-northeast-1"])
 AWS_TRANSCRIBE_ENDPOINT_URL = env_str("AWS_TRANSCRIBE_ENDPOINT_URL")
 ENGINE_STREAMS_PER_REGION = env_int("ENGINE_STREAMS_PER_REGION", 25, minimum=1)
 ENGINE_STARTS_PER_SECOND = env_int("ENGINE_STARTS_PER_SECOND", 25, minimum=1)
+# Batch transcription uploads (POST /api/v1/transcriptions/): WAV size cap.
+BATCH_UPLOAD_MAX_BYTES = env_int("BATCH_UPLOAD_MAX_BYTES", 200 * 1024 * 1024, minimum=1024)
 
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 
