@@ -56,6 +56,7 @@ test: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 test: export REDIS_URL ?= redis://127.0.0.1:6379/0
 test: export TEST_DATABASE_NAME ?= test_voiceai
 test: $(DEV_STAMP)
+	mkdir -p var/static
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
