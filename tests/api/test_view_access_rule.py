@@ -13,7 +13,9 @@ APPS = ("clinics", "sessions", "transcription", "voiceai")
 
 
 def view_modules() -> list[Path]:
-    """The REST packages plus any ``views.py`` / ``views/`` module of the apps."""
+    """The REST packages plus the apps' views, consumers and admin modules
+    (the issue: "views, admin and consumers never query clinic-owned rows
+    without" the access layer)."""
     found: set[Path] = set()
     for package in ("clinics/api", "sessions/api"):
         found.update((ROOT / package).rglob("*.py"))
@@ -21,6 +23,9 @@ def view_modules() -> list[Path]:
         found.update((ROOT / app).rglob("views.py"))
         found.update((ROOT / app).rglob("views/*.py"))
         found.update((ROOT / app).rglob("viewsets.py"))
+        found.update((ROOT / app).rglob("consumers.py"))
+        found.update((ROOT / app).rglob("admin.py"))
+        found.update((ROOT / app).rglob("admin_*.py"))
     return sorted(p for p in found if "migrations" not in p.parts)
 
 
