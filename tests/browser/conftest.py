@@ -8,6 +8,7 @@ fail under ``CI=true``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -51,13 +52,12 @@ def _require_chromium() -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture
-def browser(transactional_db) -> Iterator:
-    """One Chromium per test. Playwright's sync API keeps an event loop
-    running in this thread while it is open, which Django's async-safety
-    check mistakes for async code; the test's own ORM calls are plain sync
-    code, so the check is lifted only while the browser is open (and the
-    browser closes before the database is flushed)."""
+@contextlib.contextmanager
+def launched_chromium() -> Iterator:
+    """Chromium under Playwright. Its sync API keeps an event loop running
+    in this thread while open, which Django's async-safety check mistakes
+    for async code; the tests' own ORM calls are plain sync code, so the
+    check is lifted only while the browser is open."""
     _require_chromium()
     from playwright.sync_api import sync_playwright
 
@@ -75,6 +75,13 @@ def browser(transactional_db) -> Iterator:
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def browser(transactional_db) -> Iterator:
+    """One Chromium per test, closed before the database is flushed."""
+    with launched_chromium() as instance:
+        yield instance
 
 
 @pytest.fixture(scope="session")
