@@ -58,6 +58,10 @@ ASGI_SERVERS: dict[str, object] = {
         "--log-level",
         "warning",
     ],
+    "uvicorn-gcfreeze": lambda port: [
+        *[PY, "-m", "uvicorn", "bench.asgi_frozen:application", "--host", "127.0.0.1", "--port", str(port)],
+        *["--loop", "uvloop", "--http", "httptools", "--ws", "websockets", "--no-access-log", "--log-level", "warning"],
+    ],
     "uvicorn-sansio": lambda port: [
         PY,
         "-m",

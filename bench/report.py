@@ -53,7 +53,7 @@ def one_line(r: dict[str, Any]) -> str:
 
 
 _HEADER = (
-    "| server | N | connected | p50 ms | p99 ms | max ms | no Transcript | errors | server CPU % | "
+    "| server | N | connected | p50 ms | p99 ms | max ms | no Transcript | errors | server CPU % (core 0 busy %) | "
     "RSS/stream | Redis/session | ack lag max | load gen CPU % / late p99 | verdict |\n"
     "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---|"
 )
@@ -67,6 +67,9 @@ def _row(r: dict[str, Any]) -> str:
     prod = lg["producer"]
     servers = r.get("servers", [])
     cpu = " / ".join(_f(s["cpu_pct"]) for s in servers)
+    busy = (r.get("core_busy") or {}).get("cpu0")
+    if busy is not None and r.get("pinned", True):
+        cpu += f" (core 0: {_f(busy)})"
     rss = " / ".join(_f(s["rss_per_stream_kb"], " KB") for s in servers)
     redis = _f(r["redis"]["bytes_per_session"], " B") if r.get("redis") else "—"
     verdict = "pass" if r["pass"] else f"**fail**: {r['why']}"
