@@ -56,30 +56,39 @@ def test_it_translates_every_javascript_string_into_japanese():
         assert set(re.findall(r"\{\w+\}", text)) == set(re.findall(r"\{\w+\}", japanese[key])), key
 
 
-def _po_entries(path: Path) -> dict[str, str]:
-    entries: dict[str, str] = {}
+def _po_entries(path: Path) -> dict[tuple[str | None, str], str]:
+    """(msgctxt, msgid) -> msgstr of a .po file (no plurals are used)."""
+    entries: dict[tuple[str | None, str], str] = {}
     current: dict[str, list[str]] = {}
     key = None
     for line in [*path.read_text(encoding="utf-8").splitlines(), ""]:
-        if line.startswith("msgid "):
-            current, key = {"msgid": [line[6:]]}, "msgid"
-        elif line.startswith("msgstr "):
-            current["msgstr"], key = [line[7:]], "msgstr"
-        elif line.startswith('"') and key:
-            current[key].append(line)
-        elif not line.strip() and "msgstr" in current:
-            msgid = "".join(json.loads(p) for p in current["msgid"])
-            entries[msgid] = "".join(json.loads(p) for p in current["msgstr"])
-            current, key = {}, None
-    entries.pop("", None)
+        for field in ("msgctxt", "msgid", "msgstr"):
+            if line.startswith(field + " "):
+                if field == "msgctxt" or (field == "msgid" and "msgctxt" not in current):
+                    current = {}  # a new entry starts
+                current[field], key = [line[len(field) + 1 :]], field
+                break
+        else:
+            if line.startswith('"') and key:
+                current[key].append(line)
+            elif not line.strip() and "msgstr" in current:
+                ctxt = "".join(json.loads(p) for p in current["msgctxt"]) if "msgctxt" in current else None
+                msgid = "".join(json.loads(p) for p in current["msgid"])
+                entries[(ctxt, msgid)] = "".join(json.loads(p) for p in current["msgstr"])
+                current, key = {}, None
+    entries.pop((None, ""), None)
     return entries
 
 
 def test_it_ships_a_compiled_catalogue_matching_the_po_file():
     entries = _po_entries(LOCALE / "django.po")
     assert len(entries) > 100
-    assert [msgid for msgid, text in entries.items() if not text] == []
+    assert [key for key, text in entries.items() if not text] == []
     with (LOCALE / "django.mo").open("rb") as fh:
         compiled = gettext.GNUTranslations(fh)
-    stale = [msgid for msgid, text in entries.items() if compiled.gettext(msgid) != text]
+    stale = [
+        (ctxt, msgid)
+        for (ctxt, msgid), text in entries.items()
+        if (compiled.pgettext(ctxt, msgid) if ctxt else compiled.gettext(msgid)) != text
+    ]
     assert stale == [], "run: manage.py compilemessages -l ja"
