@@ -149,26 +149,10 @@ def _secret_key() -> str:
     return settings.SECRET_KEY
 
 
-def start_server(
-    *,
-    env: dict[str, str],
-    port: int | None = None,
-    startup_timeout: float = 30.0,
-    extra_args: list[str] | None = None,
-) -> ServerProcess:
-    """Start uvicorn with ``env`` (merged over os.environ; build it with
-    ``base_env``) and wait until it serves HTTP. Raises RuntimeError with the
-    server's log if it does not come up in time."""
-    port = port or free_port()
-    full_env = {**os.environ, **env}
-    # A stray TEST_DATABASE_NAME is harmless; a DJANGO_SETTINGS_MODULE of the
-    # test settings is not (it would default ALLOWED_HOSTS to *).
-    full_env["DJANGO_SETTINGS_MODULE"] = env.get("DJANGO_SETTINGS_MODULE", "voiceai.settings")
-    log_fd, log_name = tempfile.mkstemp(prefix=f"voiceai-server-{port}-", suffix=".log")
-    cmd = [
-        str(REPO_ROOT / ".venv" / "bin" / "python")
-        if (REPO_ROOT / ".venv" / "bin" / "python").exists()
-        else sys.executable,
+def _uvicorn_cmd(port: int, extra_args: list[str] | None) -> list[str]:
+    venv_python = REPO_ROOT / ".venv" / "bin" / "python"
+    return [
+        str(venv_python) if venv_python.exists() else sys.executable,
         "-m",
         "uvicorn",
         "voiceai.asgi:application",
@@ -183,23 +167,50 @@ def start_server(
         "10",
         *(extra_args or []),
     ]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=REPO_ROOT,
-        env=full_env,
-        stdin=subprocess.DEVNULL,
-        stdout=log_fd,
-        stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent,
-    )
-    os.close(log_fd)
-    server = ServerProcess(port=port, proc=proc, log_path=Path(log_name), env=env)
+
+
+def spawn_server(*, env: dict[str, str], port: int | None = None, extra_args: list[str] | None = None) -> ServerProcess:
+    """Start the process without waiting (see ``wait_ready``)."""
+    port = port or free_port()
+    full_env = {**os.environ, **env}
+    # pytest-django exports the test settings module; servers run the real one.
+    full_env["DJANGO_SETTINGS_MODULE"] = env.get("DJANGO_SETTINGS_MODULE", "voiceai.settings")
+    log_fd, log_name = tempfile.mkstemp(prefix=f"voiceai-server-{port}-", suffix=".log")
+    try:
+        proc = subprocess.Popen(
+            _uvicorn_cmd(port, extra_args),
+            cwd=REPO_ROOT,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+    finally:
+        os.close(log_fd)
+    return ServerProcess(port=port, proc=proc, log_path=Path(log_name), env=env)
+
+
+def wait_ready(server: ServerProcess, startup_timeout: float = 30.0) -> ServerProcess:
     try:
         _wait_ready(server, startup_timeout)
     except BaseException:
         server.kill()
         raise
     return server
+
+
+def start_server(
+    *,
+    env: dict[str, str],
+    port: int | None = None,
+    startup_timeout: float = 30.0,
+    extra_args: list[str] | None = None,
+) -> ServerProcess:
+    """Start uvicorn with ``env`` (merged over os.environ; build it with
+    ``base_env``) and wait until it serves HTTP. Raises RuntimeError with the
+    server's log if it does not come up in time."""
+    return wait_ready(spawn_server(env=env, port=port, extra_args=extra_args), startup_timeout)
 
 
 def _wait_ready(server: ServerProcess, timeout: float) -> None:
@@ -223,19 +234,26 @@ def _wait_ready(server: ServerProcess, timeout: float) -> None:
 
 @pytest.fixture
 def server_factory(tmp_path) -> Iterator:
-    """``server_factory(env=..., port=None)``: start a server; all of them
-    are killed at teardown. ``env`` overrides ``base_env(tmp_path/'media')``,
-    so servers of one test share a media root unless told otherwise."""
+    """``server_factory(env=..., port=None)``: start a server and wait for it;
+    ``server_factory.many(n, env=...)`` starts n at once (start-up overlaps).
+    All are killed at teardown. ``env`` overrides ``base_env(tmp_path/'media')``,
+    so the servers of one test share a media root (``server_factory.media_root``)."""
     servers: list[ServerProcess] = []
     media = tmp_path / "media"
     media.mkdir(exist_ok=True)
 
     def factory(*, env: dict[str, str] | None = None, port: int | None = None, **kwargs) -> ServerProcess:
-        server = start_server(env=base_env(media, **(env or {})), port=port, **kwargs)
+        server = spawn_server(env=base_env(media, **(env or {})), port=port, extra_args=kwargs.get("extra_args"))
         servers.append(server)
-        return server
+        return wait_ready(server, kwargs.get("startup_timeout", 30.0))
+
+    def many(n: int, *, env: dict[str, str] | None = None) -> list[ServerProcess]:
+        started = [spawn_server(env=base_env(media, **(env or {}))) for _ in range(n)]
+        servers.extend(started)
+        return [wait_ready(server) for server in started]
 
     factory.media_root = media  # type: ignore[attr-defined]
+    factory.many = many  # type: ignore[attr-defined]
     yield factory
     for server in servers:
         server.kill()

@@ -6,13 +6,13 @@ import json
 import random
 
 from channels.auth import AuthMiddlewareStack
-from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
 from clinics.access import Principal
 from sessions.models import ConsultationSession
 from sessions.tokens import stream_token_issue
+from transcription.persistence import db_async
 from transcription.routing import WebSocketOriginGuard, websocket_urlpatterns
 
 RATE = 16000
@@ -29,10 +29,10 @@ def token_for(principal: Principal, session: ConsultationSession) -> str:
     return stream_token_issue(principal=principal, session=session).token
 
 
-# database_sync_to_async closes the thread's connection afterwards (the
-# test database must be droppable at the end).
-atoken_for = database_sync_to_async(token_for)
-adb = database_sync_to_async
+# db_async closes the thread's connection afterwards (the test database
+# must be droppable at the end).
+atoken_for = db_async(token_for)
+adb = db_async
 
 
 def pcm(nbytes: int, seed: int = 0) -> bytes:
