@@ -40,16 +40,18 @@ class RequestTooLarge(DomainError):
     default_message = "The request body is too large."
 
 
-def check_body_size(request: HttpRequest | Request) -> None:
-    """Refuse oversize bodies before anything reads them. DRF parses from
-    the raw stream, which skips Django's DATA_UPLOAD_MAX_MEMORY_SIZE check."""
+def check_body_size(request: HttpRequest | Request, max_bytes: int | None = None) -> None:
+    """Refuse oversize bodies before anything reads them. DRF parses JSON
+    from the raw stream, which skips Django's DATA_UPLOAD_MAX_MEMORY_SIZE
+    check."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE if max_bytes is None else max_bytes
     raw = request.META.get("CONTENT_LENGTH") or "0"
     try:
         length = int(raw)
     except ValueError:
         raise InvalidInput("The Content-Length header is malformed.", code="malformed_request") from None
-    if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-        raise RequestTooLarge(details={"max_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE})
+    if length > limit:
+        raise RequestTooLarge(details={"max_bytes": limit})
 
 
 def validated_data(
@@ -94,10 +96,21 @@ class IgnoreFormatNegotiation(DefaultContentNegotiation):
 
 class ApiView(GenericAPIView):
     """Common base: body size limit and Django's own oversize-body error in
-    the API's JSON error shape."""
+    the API's JSON error shape.
+
+    The limit applies to every body except multipart uploads, whose files
+    Django streams to disk (DATA_UPLOAD_MAX_MEMORY_SIZE excludes files, and
+    its multipart parser still caps the other fields). A view that accepts
+    uploads checks their total size itself, or sets ``max_body_bytes``.
+    """
+
+    #: Largest accepted body in bytes; None means DATA_UPLOAD_MAX_MEMORY_SIZE.
+    max_body_bytes: int | None = None
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        check_body_size(request)
+        multipart = request.META.get("CONTENT_TYPE", "").lower().startswith("multipart/")
+        if self.max_body_bytes is not None or not multipart:
+            check_body_size(request, self.max_body_bytes)
         super().initial(request, *args, **kwargs)
 
     def handle_exception(self, exc: Exception) -> Response:

@@ -33,3 +33,12 @@ def test_it_trusts_forwarded_for_only_behind_the_proxy(rf, settings):
     assert client_ip(Request(request)) == "10.0.0.5"
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     assert client_ip(Request(request)) == "203.0.113.9"
+
+
+def test_it_leaves_multipart_uploads_to_the_view_but_caps_other_bodies(client_a, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2048
+    upload = client_a.post("/api/v1/sessions/", {"f": ("x" * 5000)}, format="multipart")
+    # Not refused for size: the JSON-only view refuses the media type instead.
+    assert upload.status_code == 415
+    json_body = client_a.post("/api/v1/sessions/", {"external_ref": "x" * 5000}, format="json")
+    assert json_body.status_code == 413
