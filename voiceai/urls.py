@@ -2,10 +2,12 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from sessions.api.batch import BatchTranscriptionView
 from voiceai import health
 from voiceai.observability import metrics_view
 
 api_v1 = [
+    path("transcriptions/", BatchTranscriptionView.as_view(), name="api-transcriptions"),
     path("", include("sessions.api.urls")),
     path("", include("clinics.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
