@@ -5,12 +5,13 @@ these views; other users get 403 on the collection and 404 on objects."""
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from clinics.api.base import PlatformStaffAPIView, validated_data
+from clinics.api.schema import error_response
 from clinics.api.serializers import (
     QuotaPatchSerializer,
     QuotaUsageSerializer,
@@ -23,10 +24,10 @@ from clinics.services import clinic_create, clinic_reactivate, clinic_suspend, c
 
 CLINIC_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Clinic id.")
 ERRORS = {
-    401: OpenApiResponse(description="Not signed in."),
-    403: OpenApiResponse(description="Not platform staff."),
+    401: error_response("Not signed in."),
+    403: error_response("Not platform staff."),
 }
-NOT_FOUND = {404: OpenApiResponse(description="No such clinic (or not platform staff).")}
+NOT_FOUND = {404: error_response("No such clinic (or not platform staff).")}
 
 
 class ClinicsListView(PlatformStaffAPIView):
@@ -40,7 +41,7 @@ class ClinicsListView(PlatformStaffAPIView):
     @extend_schema(
         operation_id="clinics_create",
         request=StaffClinicCreateSerializer,
-        responses={201: StaffClinicSerializer, 409: OpenApiResponse(description="Slug taken."), **ERRORS},
+        responses={201: StaffClinicSerializer, 409: error_response("Slug taken."), **ERRORS},
     )
     def post(self, request: Request) -> Response:
         data = validated_data(StaffClinicCreateSerializer, request.data)

@@ -3,7 +3,7 @@
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,6 +16,7 @@ from clinics.access import (
     require_admin,
 )
 from clinics.api.base import ClinicScopedAPIView, validated_data
+from clinics.api.schema import error_response
 from clinics.api.serializers import (
     CLINIC_FIELDS,
     ApiKeyCreatedSerializer,
@@ -40,10 +41,10 @@ from clinics.services import (
 MEMBER_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="Membership id.")
 KEY_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="API key id.")
 ERRORS = {
-    401: OpenApiResponse(description="Missing or invalid credentials."),
-    403: OpenApiResponse(description="Clinic suspended or not a clinic admin."),
+    401: error_response("Missing or invalid credentials."),
+    403: error_response("Clinic suspended or not a clinic admin."),
 }
-NOT_FOUND = {404: OpenApiResponse(description="Not found in your clinic.")}
+NOT_FOUND = {404: error_response("Not found in your clinic.")}
 
 
 class ClinicView(ClinicScopedAPIView):
@@ -62,7 +63,7 @@ class ClinicView(ClinicScopedAPIView):
     @extend_schema(
         operation_id="clinic_update",
         request=ClinicPatchSerializer,
-        responses={200: ClinicSerializer, 400: OpenApiResponse(description="Invalid or read-only field."), **ERRORS},
+        responses={200: ClinicSerializer, 400: error_response("Invalid or read-only field."), **ERRORS},
     )
     def patch(self, request: Request) -> Response:
         require_admin(self.principal)
@@ -83,7 +84,7 @@ class MemberListView(ClinicScopedAPIView):
     @extend_schema(
         operation_id="clinic_members_create",
         request=MemberCreateSerializer,
-        responses={201: MemberSerializer, 404: OpenApiResponse(description="No such user."), **ERRORS},
+        responses={201: MemberSerializer, 404: error_response("No such user."), **ERRORS},
     )
     def post(self, request: Request) -> Response:
         require_admin(self.principal)
@@ -112,7 +113,7 @@ class MemberDetailView(ClinicScopedAPIView):
         operation_id="clinic_members_update",
         parameters=[MEMBER_ID],
         request=MemberUpdateSerializer,
-        responses={200: MemberSerializer, 409: OpenApiResponse(description="Last admin."), **ERRORS, **NOT_FOUND},
+        responses={200: MemberSerializer, 409: error_response("Last admin."), **ERRORS, **NOT_FOUND},
     )
     def patch(self, request: Request, id: str) -> Response:
         membership = access_membership(self.principal, id)
@@ -123,7 +124,7 @@ class MemberDetailView(ClinicScopedAPIView):
     @extend_schema(
         operation_id="clinic_members_remove",
         parameters=[MEMBER_ID],
-        responses={204: None, 409: OpenApiResponse(description="Last admin."), **ERRORS, **NOT_FOUND},
+        responses={204: None, 409: error_response("Last admin."), **ERRORS, **NOT_FOUND},
     )
     def delete(self, request: Request, id: str) -> Response:
         membership_remove(membership=access_membership(self.principal, id), actor=self.principal)

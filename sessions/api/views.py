@@ -5,13 +5,14 @@ from typing import Any
 
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from clinics.access import access_session
 from clinics.api.base import ClinicScopedAPIView, IgnoreFormatNegotiation, validated_data
+from clinics.api.schema import error_response
 from sessions import formats, storage_keys
 from sessions.api.ranges import RangeNotSatisfiable, parse_range
 from sessions.api.serializers import (
@@ -39,9 +40,9 @@ from voiceai.errors import InvalidInput, NotFound
 
 SESSION_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Session id.")
 ERRORS = {
-    401: OpenApiResponse(description="Missing or invalid credentials."),
-    403: OpenApiResponse(description="Clinic suspended or role not allowed."),
-    404: OpenApiResponse(description="No such session in your clinic."),
+    401: error_response("Missing or invalid credentials."),
+    403: error_response("Clinic suspended or role not allowed."),
+    404: error_response("No such session in your clinic."),
 }
 
 
@@ -74,7 +75,7 @@ class SessionListCreateView(ClinicScopedAPIView):
     @extend_schema(
         operation_id="sessions_create",
         request=SessionCreateSerializer,
-        responses={201: SessionCreatedSerializer, 400: OpenApiResponse(description="Invalid body."), **ERRORS},
+        responses={201: SessionCreatedSerializer, 400: error_response("Invalid body."), **ERRORS},
     )
     def post(self, request: Request) -> Response:
         data = validated_data(SessionCreateSerializer, request.data)
@@ -97,7 +98,7 @@ class SessionDetailView(ClinicScopedAPIView):
         operation_id="sessions_erase",
         parameters=[SESSION_ID],
         description="Erasure: audio objects, transcript rows and the session are deleted; an audit row stays.",
-        responses={204: None, 409: OpenApiResponse(description="The session is live; end it first."), **ERRORS},
+        responses={204: None, 409: error_response("The session is live; end it first."), **ERRORS},
     )
     def delete(self, request: Request, id: str) -> Response:
         session_erase(principal=self.principal, session=access_session(self.principal, id))
@@ -122,7 +123,7 @@ class SessionStreamTokenView(ClinicScopedAPIView):
         operation_id="sessions_stream_token",
         parameters=[SESSION_ID],
         request=None,
-        responses={200: StreamAccessSerializer, 409: OpenApiResponse(description="The session has ended."), **ERRORS},
+        responses={200: StreamAccessSerializer, 409: error_response("The session has ended."), **ERRORS},
     )
     def post(self, request: Request, id: str) -> Response:
         session = access_session(self.principal, id)
@@ -177,7 +178,7 @@ class SessionAudioView(ClinicScopedAPIView):
         responses={
             (200, "audio/wav"): OpenApiTypes.BINARY,
             (206, "audio/wav"): OpenApiTypes.BINARY,
-            416: OpenApiResponse(description="Range not satisfiable."),
+            416: error_response("Range not satisfiable."),
             **ERRORS,
         },
     )

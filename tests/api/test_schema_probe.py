@@ -73,6 +73,8 @@ def test_it_serves_swagger_ui_without_a_cdn(api_client):
 def test_it_documents_the_api_key_scheme_and_error_paths(api_client):
     schema = api_client.get("/api/v1/schema/?format=json").json()
     assert schema["components"]["securitySchemes"]["ApiKeyAuth"]["name"] == "Authorization"
-    assert "404" in schema["paths"]["/api/v1/sessions/{id}/audio/"]["get"]["responses"]
+    not_found = schema["paths"]["/api/v1/sessions/{id}/audio/"]["get"]["responses"]["404"]
+    assert not_found["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Error"
+    assert set(schema["components"]["schemas"]["ErrorDetail"]["properties"]) == {"code", "message", "details"}
     create = schema["paths"]["/api/v1/sessions/"]["post"]["responses"]["201"]
     assert create["content"]["application/json"]["schema"]["$ref"].endswith("SessionCreated")
