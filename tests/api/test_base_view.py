@@ -42,3 +42,23 @@ def test_it_leaves_multipart_uploads_to_the_view_but_caps_other_bodies(client_a,
     assert upload.status_code == 415
     json_body = client_a.post("/api/v1/sessions/", {"external_ref": "x" * 5000}, format="json")
     assert json_body.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("header", "status", "code"),
+    [
+        ("Api-Key ", 401, "authentication_failed"),
+        ("Api-Key vai_00000000_nope", 401, "authentication_failed"),
+        ("Api-Key not-even-a-key", 401, "authentication_failed"),
+        ("Bearer something", 401, "not_authenticated"),
+    ],
+)
+def test_it_refuses_bad_authorization_headers(api_client, api_key_a_clinician, header, status, code):
+    response = api_client.get("/api/v1/sessions/", HTTP_AUTHORIZATION=header)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+
+
+def test_it_accepts_the_scheme_in_any_case(api_client, api_key_a_clinician):
+    response = api_client.get("/api/v1/sessions/", HTTP_AUTHORIZATION=f"api-key {api_key_a_clinician}")
+    assert response.status_code == 200

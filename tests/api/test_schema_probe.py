@@ -4,6 +4,9 @@ clinic A's objects, and nothing of clinic A changes."""
 
 import re
 
+import pytest
+from rest_framework.test import APIClient
+
 from clinics.models import AuditEvent
 from sessions.models import SessionStatus
 from tests.api.conftest import error_code
@@ -21,7 +24,17 @@ def object_ids(session_a, membership_clinician_a, key_a, clinic_a) -> dict[str, 
     }
 
 
-def test_it_answers_404_to_another_clinics_key_on_every_object_endpoint_of_the_schema(
+@pytest.fixture(params=["api_key", "browser_session"])
+def client_b(request, api_client_for, api_key_b, user_b):
+    """Clinic B's admin, once with an API key and once signed in."""
+    if request.param == "api_key":
+        return api_client_for(api_key_b)
+    client = APIClient()
+    client.force_login(user_b)
+    return client
+
+
+def test_it_answers_404_to_another_clinic_on_every_object_endpoint_of_the_schema(
     api_client, client_b, clinic_a, session_a, segments_a, audio_a, membership_clinician_a, key_a
 ):
     schema = api_client.get("/api/v1/schema/?format=json")
