@@ -9,6 +9,7 @@ queryset (which would bypass the tenant filter).
 """
 
 import ipaddress
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -149,15 +150,30 @@ def principal_from_request(request: Request) -> Principal:
     wanted_clinic = request.headers.get(CLINIC_HEADER, "").strip()
     if isinstance(request.auth, ApiKey):
         key = request.auth
-        if wanted_clinic and wanted_clinic != str(key.clinic_id):
+        # A key belongs to one clinic; naming another one finds nothing.
+        if wanted_clinic and _as_uuid(wanted_clinic) != key.clinic_id:
             raise NotFound("Clinic not found.")
         return principal_for_api_key(key, client_ip=ip, request_id=rid)
     user = request.user
     if user is None or not getattr(user, "is_authenticated", False) or getattr(user, "pk", None) is None:
         raise exceptions.NotAuthenticated()
+    if wanted_clinic:
+        return principal_for_user(user, clinic_id=wanted_clinic, client_ip=ip, request_id=rid)
     session = getattr(request._request, "session", None)
-    clinic_id: Any = wanted_clinic or (session.get(SESSION_CLINIC_KEY) if session is not None else None)
-    return principal_for_user(user, clinic_id=clinic_id or None, client_ip=ip, request_id=rid)
+    remembered = session.get(SESSION_CLINIC_KEY) if session is not None else None
+    if remembered:
+        try:
+            return principal_for_user(user, clinic_id=remembered, client_ip=ip, request_id=rid)
+        except NotFound:
+            pass  # membership ended since it was picked: fall back to the user's first clinic
+    return principal_for_user(user, client_ip=ip, request_id=rid)
+
+
+def _as_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
 
 
 class ClinicScopedAPIView(ApiView):

@@ -273,3 +273,18 @@ def test_it_requires_csrf_for_browser_sessions(clinician_a):
     response = client.post("/api/v1/sessions/", {}, format="json")
     assert response.status_code == 403
     assert "CSRF" in response.json()["error"]["message"]
+
+
+def test_it_falls_back_when_the_remembered_clinic_is_no_longer_the_users(clinician_a, clinic_a, clinic_b):
+    client = session_client(clinician_a)
+    session = client.session
+    session["clinic_id"] = str(clinic_b.id)
+    session.save()
+    assert client.get("/api/v1/clinic/").json()["id"] == str(clinic_a.id)
+    # An explicit header is not second-guessed.
+    assert client.get("/api/v1/clinic/", HTTP_X_CLINIC_ID=str(clinic_b.id)).status_code == 404
+
+
+def test_it_accepts_the_keys_own_clinic_in_any_uuid_spelling(client_a, clinic_a):
+    response = client_a.get("/api/v1/clinic/", HTTP_X_CLINIC_ID=str(clinic_a.id).upper())
+    assert response.status_code == 200
