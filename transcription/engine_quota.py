@@ -70,6 +70,10 @@ class QuotaLimits:
     aging_seconds: float = 30.0
     poll_seconds: float = 0.2
     region_down_seconds: float = 5.0
+    # Each decision ranks the whole queue (0.45 ms of Redis time at 100
+    # waiters, 9 ms at 1,000): beyond this, new sessions are refused
+    # (retryable ``engine_queue_full``) instead of slowing every waiter.
+    max_waiting: int = 200
 
 
 class EngineQuota(abc.ABC):
@@ -86,13 +90,21 @@ class EngineQuota(abc.ABC):
         try:
             while True:
                 region, position = await self._try_acquire(ticket, clinic_id, priority)
+                if position < 0:
+                    raise EngineError(
+                        "Too many sessions are waiting for the speech engine.", code="engine_queue_full",
+                        retryable=True,
+                    )  # fmt: skip
                 if region is not None:
                     return StreamLease(lease_id=ticket, region=region, clinic_id=clinic_id)
                 if position != last_position and on_position is not None:
                     on_position(position)
                 last_position = position
-                # Jitter so waiters in many processes do not poll in lockstep.
-                await asyncio.sleep(self.limits.poll_seconds * random.uniform(0.5, 1.0))
+                # Each poll ranks the whole queue (O(waiters)), so waiters far
+                # back poll less often (up to 6x slower at position 50+); the
+                # jitter keeps waiters in many processes out of lockstep.
+                backoff = 1 + min(position, 50) / 10
+                await asyncio.sleep(self.limits.poll_seconds * backoff * random.uniform(0.5, 1.0))
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._cancel_ticket(ticket))
@@ -145,6 +157,9 @@ class LocalEngineQuota(EngineQuota):
         with self._lock:
             now = time.monotonic()
             known = self._tickets.get(ticket)
+            live_tickets = sum(1 for t in self._tickets.values() if t["exp"] >= now)
+            if known is None and live_tickets >= limits.max_waiting:
+                return None, -1
             enq = known["enq"] if known else now
             self._tickets[ticket] = {"id": ticket, "c": clinic_id, "p": priority, "enq": enq,
                                      "exp": now + limits.ticket_ttl_seconds}
@@ -199,8 +214,9 @@ class LocalEngineQuota(EngineQuota):
 
 # KEYS: none (one Redis; the key names derive from ARGV[1], the prefix).
 # ARGV: prefix, ticket, clinic, priority, ticket_ttl_ms, lease_ttl_ms,
-#       streams_per_region, starts_per_second, aging_ms, region...
-# Returns {1, region} when granted, {0, position} when waiting.
+#       streams_per_region, starts_per_second, aging_ms, max_waiting, region...
+# Returns {1, region} when granted, {0, position} when waiting, {0, -1}
+# when the queue is full and this ticket is new.
 _TRY_ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -208,13 +224,18 @@ local prefix, ticket, clinic = ARGV[1], ARGV[2], ARGV[3]
 local priority = tonumber(ARGV[4])
 local ticket_ttl, lease_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
 local limit, rate, aging = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local max_waiting = tonumber(ARGV[10])
 local regions = {}
-for i = 10, #ARGV do regions[#regions + 1] = ARGV[i] end
+for i = 11, #ARGV do regions[#regions + 1] = ARGV[i] end
 
 local tk = prefix .. ':tickets'
 local enq = now
 local existing = redis.call('HGET', tk, ticket)
-if existing then enq = cjson.decode(existing).enq end
+if existing then
+  enq = cjson.decode(existing).enq
+elseif redis.call('HLEN', tk) >= max_waiting then
+  return {0, -1}
+end
 redis.call('HSET', tk, ticket, cjson.encode({c = clinic, p = priority, enq = enq, exp = now + ticket_ttl}))
 
 local active, counts = {}, {}
@@ -311,7 +332,7 @@ class RedisEngineQuota(EngineQuota):
             _TRY_ACQUIRE, 0, self.prefix, ticket, clinic_id, priority,
             int(limits.ticket_ttl_seconds * 1000), int(limits.lease_ttl_seconds * 1000),
             limits.streams_per_region, limits.starts_per_second, int(limits.aging_seconds * 1000),
-            *limits.regions,
+            limits.max_waiting, *limits.regions,
         )  # fmt: skip
         if int(granted) == 1:
             return (value.decode() if isinstance(value, bytes) else str(value)), 0

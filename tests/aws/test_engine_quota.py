@@ -238,3 +238,20 @@ def test_it_holds_the_limit_across_two_processes():
         done, rounds, _, peak = out.split()
         assert (done, rounds) == ("done", "12")
         assert int(peak) <= 2  # never more than the per-region limit at once
+
+
+async def test_it_refuses_new_waiters_when_the_queue_is_full(make_quota):
+    from transcription.engines.base import EngineError
+
+    quota = make_quota(streams_per_region=1, max_waiting=2)
+    held = await quota.acquire(clinic_id="x")
+    positions: list[list[int]] = [[], []]
+    waiters = [asyncio.ensure_future(_waiter(quota, f"c{i}", 0, positions[i])) for i in range(2)]
+    await wait_until(lambda: all(positions))
+    with pytest.raises(EngineError) as caught:
+        await quota.acquire(clinic_id="late")
+    assert caught.value.code == "engine_queue_full" and caught.value.retryable is True
+    await quota.release(held)
+    first = await asyncio.wait_for(waiters[0], 5)
+    await quota.release(first)
+    await asyncio.wait_for(waiters[1], 5)
