@@ -130,6 +130,9 @@ class WebService(Construct):
             "AWS_S3_REGION_NAME": stack.region,
             "TRANSCRIPTION_ENGINE": "aws",
             "AWS_TRANSCRIBE_REGIONS": ",".join(config.transcribe_regions),
+            # Cluster-wide per region (transcription/engine_quota.py), so the
+            # account's quota itself; the engine-quota alarm uses the same figure.
+            "ENGINE_STREAMS_PER_REGION": str(config.transcribe_stream_quota),
             "LOG_LEVEL": "INFO",
             # For the CloudWatch publisher (docs/operations.md).
             "CLOUDWATCH_METRICS_NAMESPACE": METRIC_NAMESPACE,

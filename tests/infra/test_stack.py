@@ -408,6 +408,9 @@ def test_it_hands_the_app_the_settings_it_reads(synth: Synth) -> None:
     assert env["CSRF_TRUSTED_ORIGINS"] == f"https://{DOMAIN}"
     assert env["AWS_TRANSCRIBE_REGIONS"] == "ap-northeast-1,ap-southeast-1,us-west-2"
     assert env["BEHIND_TLS_PROXY"] == "1"
+    # The app's cluster-wide engine quota is the figure the quota alarm measures against.
+    assert "ENGINE_STREAMS_PER_REGION" in read
+    assert env["ENGINE_STREAMS_PER_REGION"] == "25"
 
 
 def test_it_keeps_passwords_out_of_the_task_definition(synth: Synth) -> None:
