@@ -16,42 +16,37 @@ Everything else runs at a slower cadence in this object's own tasks:
   (``session.ended`` from the REST API, ``stream.takeover`` from a newer
   producer).
 
-Seams for other parts of the platform:
-
-- ``engine_opener`` (module level): how an engine stream is opened. Wrap it
-  to queue for upstream capacity, retry, or count (``set_engine_opener``).
-- ``STATS`` (process-wide counters) and ``ProducerStream.counters`` (per
-  stream), read by metrics and benchmarks.
-- ``ACTIVE_STREAMS``: the live streams of this process; ``go_away()`` on each
-  drains a server on SIGTERM (flush, then close 1012 so clients resume).
-- ``send_control(payload)``: send a JSON message (e.g. ``Queued``) to the
-  producer.
+Seams for other parts of the platform live in ``stream_seams`` (engine
+opener, counters, the registry of active streams); ``send_control(payload)``
+sends a JSON message (e.g. ``Queued``) to the producer, ``go_away()``
+drains a stream on shutdown (flush, then close 1012 so the client resumes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import secrets
-import socket
 import time
-import weakref
-from collections import Counter
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from transcription import audio_parts, persistence
-from transcription.audio import bytes_per_ms, ms_to_bytes, pcm_ms
-from transcription.engines import get_engine
+from transcription import audio_parts, persistence, stream_seams
+from transcription.audio import bytes_per_ms, pcm_ms
 from transcription.engines.base import EngineError, EngineStream, StreamConfig, TranscriptEvent
 from transcription.groups import session_group
 from transcription.live_state import LiveStore
-from transcription.wire import PROTOCOL_VERSION, Close, StreamError, WsSocket
+from transcription.stream_endings import StreamEndings
+from transcription.stream_seams import (  # noqa: F401 - re-exported for integrations
+    ACTIVE_STREAMS,
+    STATS,
+    StreamCounters,
+    default_engine_opener,
+    live_group,
+    new_owner_id,
+    set_engine_opener,
+)
+from transcription.wire import PROTOCOL_VERSION, Close, StreamError, WsSocket, parse_control
 from voiceai.logging import get_logger
 
 log = get_logger(__name__)
@@ -62,82 +57,10 @@ MAX_FRAME_MS = 1000
 # this much is unacknowledged, so with frames of at most 1 s no more than
 # 4 s of audio is ever unacknowledged (the promise is 5 s).
 INLINE_FLUSH_MS = 3000
-MAX_TEXT_BYTES = 4096
 MAX_TEXT_PER_SECOND = 50
 VIEWER_PARTIAL_INTERVAL = 0.2  # partials to viewers are coalesced to 5/s
-ENGINE_DRAIN_SECONDS = 10.0
 MAX_ENGINE_RESTARTS = 3
 MAX_FLUSH_FAILURES = 5
-CONTROL_TYPES = frozenset({"KeepAlive", "Finalize", "CloseStream"})
-
-
-def live_group(clinic_id: object, session_id: object) -> str:
-    """Viewers' group: transcript events only (the producer isn't in it, so
-    it never receives its own broadcasts)."""
-    return f"{session_group(clinic_id, session_id)}.live"
-
-
-def process_owner_prefix() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-@dataclass
-class ProcessStats:
-    """Process-wide counters (monotonic except the two gauges)."""
-
-    streams_active: int = 0
-    viewers_active: int = 0
-    streams_started: int = 0
-    frames_in: int = 0
-    bytes_in: int = 0
-    bytes_durable: int = 0
-    flushes: int = 0
-    flush_failures: int = 0
-    flush_seconds_total: float = 0.0
-    partials_out: int = 0
-    finals_out: int = 0
-    acks_out: int = 0
-    engine_restarts: int = 0
-    closes: Counter = field(default_factory=Counter)  # close code -> count
-
-
-STATS = ProcessStats()
-ACTIVE_STREAMS: weakref.WeakSet[ProducerStream] = weakref.WeakSet()
-
-
-@dataclass
-class StreamCounters:
-    frames_in: int = 0
-    bytes_in: int = 0
-    flushes: int = 0
-    partials_out: int = 0
-    finals_out: int = 0
-    acks_out: int = 0
-    engine_restarts: int = 0
-
-
-EngineOpener = Callable[["ProducerStream", StreamConfig], Awaitable[EngineStream]]
-
-
-async def default_engine_opener(stream: ProducerStream, config: StreamConfig) -> EngineStream:
-    engine = get_engine(stream.auth.engine_name or None)
-    if getattr(engine, "uses_engine_quota", False):
-        # Upstream engines with a shared stream quota (AWS): queue for a
-        # slot, retry/replay, keep-alive and roll over (engine_quota, resilient).
-        from transcription.engine_quota import open_for_producer
-
-        return open_for_producer(stream, engine, config)
-    return await engine.open_stream(config)
-
-
-engine_opener: EngineOpener = default_engine_opener
-
-
-def set_engine_opener(opener: EngineOpener) -> EngineOpener:
-    """Install ``opener``; returns the previous one (to wrap or restore)."""
-    global engine_opener
-    previous, engine_opener = engine_opener, opener
-    return previous
 
 
 _run_in_thread = sync_to_async(thread_sensitive=False)
@@ -146,7 +69,7 @@ _run_in_thread = sync_to_async(thread_sensitive=False)
 _db = persistence.db_async
 
 
-class ProducerStream:
+class ProducerStream(StreamEndings):
     def __init__(
         self,
         *,
@@ -285,7 +208,7 @@ class ProducerStream:
             extra={"start_offset_bytes": str(offset_bytes)},
         )
         try:
-            return await engine_opener(self, config)
+            return await stream_seams.engine_opener(self, config)
         except EngineError as exc:
             raise StreamError(
                 Close.INTERNAL, exc.code, "The speech engine is unavailable.", retryable=exc.retryable
@@ -368,17 +291,7 @@ class ProducerStream:
         self._text_window = (window_start, count + 1)
         if count + 1 > MAX_TEXT_PER_SECOND:
             raise StreamError(Close.PROTOCOL, "flood", "Too many control messages.")
-        if text is None or len(text) > MAX_TEXT_BYTES:
-            raise StreamError(Close.PROTOCOL, "message_too_large", "Control messages are small JSON objects.")
-        try:
-            payload = json.loads(text)
-        except ValueError:
-            raise StreamError(
-                Close.PROTOCOL, "bad_json", "Text frames must be JSON; audio goes in binary frames."
-            ) from None
-        kind = payload.get("type") if isinstance(payload, dict) else None
-        if kind not in CONTROL_TYPES:
-            raise StreamError(Close.PROTOCOL, "unknown_type", "Unknown message type.")
+        kind = parse_control(text)
         self._last_activity = now
         if kind == "Finalize":
             if self._engine is not None:
@@ -567,134 +480,3 @@ class ProducerStream:
             if kind == "stream.takeover" and message.get("owner") != self.owner:
                 self._stop(StreamError(Close.CONFLICT, "taken_over", "Another connection took this session over."))
                 return
-
-    def _stop(self, error: StreamError) -> None:
-        """Ask the receive loop to end with ``error`` (from another task).
-        The loop is blocked in ``receive()``, so close the socket: the server
-        answers with websocket.disconnect and the loop wakes up."""
-        if self._ending is not None or self._finished:
-            return
-        self._ending = error
-        self._end_task = self._loop.create_task(self._end_with_error(error))
-
-    # --- endings --------------------------------------------------------------------------
-
-    async def _end_with_error(self, error: StreamError) -> None:
-        if self._finished:
-            return
-        if error.code == "session_ended" and error.close_code == Close.NORMAL:
-            await self.finish(reason="session_ended")
-            return
-        taken_over = error.code == "taken_over"
-        if not taken_over:
-            await self._drain_engine(seconds=3.0)
-        await self._abort(error.code, flush=not taken_over, error=error)
-
-    async def _drain_engine(self, *, seconds: float) -> None:
-        engine, pump = self._engine, self._pump_task
-        if engine is None:
-            return
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(engine.end(), seconds)
-        if pump is not None and pump is not asyncio.current_task():
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(pump), seconds)
-
-    async def finish(self, *, reason: str) -> None:
-        """CloseStream or the session ended: flush everything, seal the
-        session (WAV, sha256, transcript JSON), Metadata, close 1000."""
-        if self._finished:
-            return
-        self._finished = True
-        error: StreamError | None = None
-        sealed = None
-        try:
-            await self._drain_engine(seconds=ENGINE_DRAIN_SECONDS)
-            await self._flush_or_fail()
-            sealed = await _db(persistence.session_seal)(principal=self.principal, session_id=self.session.pk)
-        except StreamError as exc:
-            error = exc
-        except Exception:
-            log.exception("stream_finish_failed", session_id=str(self.session.pk))
-            error = StreamError(Close.INTERNAL, "internal_error", "Internal error.", retryable=True)
-        # Book-keeping before the close, so whoever sees the close also sees
-        # the released lease and the audit row.
-        await self._cleanup(reason, close_code=error.close_code if error else Close.NORMAL)
-        if error is not None or sealed is None:
-            await self.ws.fail(error)
-        else:
-            await self.ws.send_json({"type": "Metadata", "audio_ms": sealed.audio_ms, "segments": sealed.segments})
-            await self.ws.close(Close.NORMAL)
-            await self._group_send(session_group(self.session.clinic_id, self.session.pk), {"type": "session.ended"})
-        self._done.set()
-
-    async def go_away(self) -> None:
-        """Server shutdown: persist what arrived, then 1012 so the client
-        resumes on another process."""
-        self._stop(
-            StreamError(Close.GOING_AWAY, "server_going_away", "The server is restarting; resume.", retryable=True)
-        )
-        await self._done.wait()
-
-    async def _abort(self, reason: str, *, flush: bool, error: StreamError | None = None) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        if flush:
-            with contextlib.suppress(Exception):
-                await self._flush_or_fail()
-        await self._cleanup(
-            reason,
-            release=error is None or error.code != "taken_over",
-            close_code=error.close_code if error else Close.NORMAL,
-        )
-        if error is not None:
-            await self.ws.fail(error)
-        else:
-            await self.ws.close(Close.NORMAL)
-        self._done.set()
-
-    async def _cleanup(self, reason: str, *, close_code: int, release: bool = True) -> None:
-        current = asyncio.current_task()
-        for task in self._tasks:
-            if task is not current:
-                task.cancel()
-        if self._engine is not None:
-            with contextlib.suppress(Exception):
-                await self._engine.aclose()
-        clinic_id, session_id = self.session.clinic_id, self.session.pk
-        if self._channel is not None:
-            with contextlib.suppress(Exception):
-                await self.layer.group_discard(session_group(clinic_id, session_id), self._channel)
-        if release:
-            with contextlib.suppress(Exception):
-                await self.live.release(
-                    clinic_id=clinic_id, session_id=session_id, owner=self.owner, durable_bytes=self.durable
-                )
-        with contextlib.suppress(Exception):
-            await _db(persistence.stream_stop)(
-                principal=self.principal,
-                session_id=session_id,
-                reason=reason,
-                bytes_received=self.received - self.resume_from_byte,
-                durable=self.durable,
-            )
-        STATS.streams_active -= 1
-        STATS.closes[close_code] += 1
-        ACTIVE_STREAMS.discard(self)
-        log.info(
-            "stream_stopped",
-            session_id=str(session_id),
-            reason=reason,
-            audio_bytes_durable=self.durable,
-            frames=self.counters.frames_in,
-        )
-
-
-def new_owner_id() -> str:
-    return f"{process_owner_prefix()}:{secrets.token_hex(4)}"
-
-
-def frame_bytes(ms: int, sample_rate: int) -> int:
-    """Size of a frame of ``ms`` (for clients and tests)."""
-    return ms_to_bytes(ms, sample_rate)

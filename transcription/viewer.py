@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 
 from transcription import persistence
 from transcription.groups import session_group
-from transcription.stream import STATS, live_group
-from transcription.wire import PROTOCOL_VERSION, Close, StreamError, WsSocket
+from transcription.stream_seams import STATS, live_group
+from transcription.wire import PROTOCOL_VERSION, Close, StreamError, WsSocket, parse_control
 from voiceai.logging import get_logger
 
 log = get_logger(__name__)
 
 _ENDED = ("ended", "failed")
-MAX_VIEWER_TEXT = 1024
 
 
 class ViewerStream:
@@ -90,15 +88,9 @@ class ViewerStream:
                 return
             if message["type"] != "websocket.receive":
                 continue
-            text = message.get("text")
-            if text is None:
+            if message.get("text") is None:
                 raise StreamError(Close.PROTOCOL, "unexpected_binary", "Viewers do not send audio.")
-            try:
-                payload = json.loads(text) if len(text) <= MAX_VIEWER_TEXT else None
-            except ValueError:
-                payload = None
-            if not isinstance(payload, dict) or payload.get("type") != "KeepAlive":
-                raise StreamError(Close.PROTOCOL, "unknown_type", "Viewers may only send KeepAlive.")
+            parse_control(message["text"], allowed=frozenset({"KeepAlive"}))
 
     async def _event_loop(self) -> None:
         while True:

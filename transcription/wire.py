@@ -14,6 +14,8 @@ import json
 from typing import Any
 
 PROTOCOL_VERSION = 1
+CONTROL_TYPES = frozenset({"KeepAlive", "Finalize", "CloseStream"})
+MAX_TEXT_BYTES = 4096
 
 
 class Close:
@@ -83,3 +85,19 @@ class WsSocket:
             {"type": "Error", "code": error.code, "message": error.message, "retryable": error.retryable}
         )
         await self.close(error.close_code)
+
+
+def parse_control(text: str | None, allowed: frozenset[str] = CONTROL_TYPES) -> str:
+    """The ``type`` of a client's JSON control message, or a 4400 StreamError."""
+    if text is None or len(text) > MAX_TEXT_BYTES:
+        raise StreamError(Close.PROTOCOL, "message_too_large", "Control messages are small JSON objects.")
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        raise StreamError(
+            Close.PROTOCOL, "bad_json", "Text frames must be JSON; audio goes in binary frames."
+        ) from None
+    kind = payload.get("type") if isinstance(payload, dict) else None
+    if kind not in allowed:
+        raise StreamError(Close.PROTOCOL, "unknown_type", "Unknown message type.")
+    return kind
