@@ -35,6 +35,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -230,7 +231,7 @@ class LocalEngineStream(EngineStream):
         await self._control("end")
         self._ended = True
 
-    async def events(self):
+    async def events(self) -> AsyncIterator[TranscriptEvent]:
         while True:
             item = await self._out.get()
             if item is _END:

@@ -166,9 +166,14 @@ def worker_main(fd: int) -> None:  # pragma: no cover - runs in the child proces
                     reply.extend(recognizer.finalize())
                 elif op == "end":
                     reply.extend(recognizer.end())
-            conn.send(("ok", reply))
         except Exception as exc:  # reported to the stream, which raises EngineError
             recognizer = None
             with contextlib.suppress(Exception):
                 decoder.end_utt()
-            conn.send(("error", type(exc).__name__))
+            reply_msg: tuple = ("error", type(exc).__name__)
+        else:
+            reply_msg = ("ok", reply)
+        try:
+            conn.send(reply_msg)
+        except OSError:  # the server process is gone
+            return
