@@ -220,3 +220,18 @@ async def test_it_fails_retryably_and_recovers_when_a_decoder_process_dies(engin
     assert pool.in_use == 0
     words = _final_text(await _transcribe(engine, HELLO)).split()  # a fresh process takes over
     assert "patient" in words
+
+
+async def test_it_fails_retryably_when_audio_piles_up_faster_than_it_decodes(engine, pool):
+    stream = await engine.open_stream(_config())
+    try:
+        silence = b"\0" * FRAME_BYTES
+        for _ in range(310):  # 31 s at once, more than the 30 s backlog the engine accepts
+            stream.send_audio(silence)
+        with pytest.raises(EngineError) as failed:
+            async for _ in stream.events():
+                pass
+        assert failed.value.code == "engine_overloaded" and failed.value.retryable
+    finally:
+        await stream.aclose()
+    assert pool.in_use == 0
