@@ -59,3 +59,23 @@ def test_it_answers_probes_addressed_to_an_ip_not_in_allowed_hosts(client, db, t
     assert client.get("/healthz", HTTP_HOST="10.0.3.17:8000").status_code == 200
     assert client.get("/readyz", HTTP_HOST="10.0.3.17:8000").status_code == 200
     assert client.get("/api/v1/schema/", HTTP_HOST="10.0.3.17:8000").status_code == 400
+
+
+def test_it_checks_the_s3_bucket(client, db, settings):
+    import boto3
+    from moto import mock_aws
+
+    settings.REDIS_URL = ""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {"bucket_name": "voiceai-ready", "region_name": "us-east-1"},
+        },
+    }
+    with mock_aws():
+        assert client.get("/readyz").json()["checks"]["storage"] == "unavailable"  # no bucket yet
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="voiceai-ready")
+        response = client.get("/readyz")
+    assert response.status_code == 200, response.content
+    assert response.json()["checks"]["storage"] == "ok"
