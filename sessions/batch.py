@@ -254,6 +254,27 @@ async def _transcribe(*, principal: Principal, session_id: Any, pcm: bytes) -> N
     await _db(_finish, principal=principal, session_id=session.pk, finals=list(finals.values()))
 
 
+def _transcript_json_write(session: ConsultationSession, rows: list[TranscriptSegment]) -> None:
+    """The same ``transcript.json`` a sealed live session gets."""
+    import json
+
+    from transcription.audio_parts import json_write
+
+    transcript = {
+        "session_id": str(session.pk),
+        "language": session.language,
+        "sample_rate": session.sample_rate,
+        "audio_ms": session.audio_duration_ms,
+        "audio_sha256": session.audio_sha256,
+        "segments": [
+            {"segment_id": r.segment_id, "start_ms": r.start_ms, "end_ms": r.end_ms, "text": r.text,
+             "speaker": r.speaker, "confidence": r.confidence}
+            for r in rows
+        ],
+    }  # fmt: skip
+    json_write(storage_keys.transcript_json_key(session), json.dumps(transcript, ensure_ascii=False).encode())
+
+
 def _progress_save(*, session_id: Any, progress: int) -> None:
     ConsultationSession.objects.filter(pk=session_id, status=SessionStatus.LIVE).update(progress=progress)
 
@@ -270,6 +291,7 @@ def _finish(*, principal: Principal, session_id: Any, finals: list) -> None:
         for f in sorted(finals, key=lambda f: (f.start_ms, f.end_ms))
     ]  # fmt: skip
     TranscriptSegment.objects.bulk_create(rows, ignore_conflicts=True)
+    _transcript_json_write(session, rows)
     if session.status == SessionStatus.LIVE:
         session.status = SessionStatus.ENDED
         session.ended_at = timezone.now()

@@ -4,6 +4,7 @@ transcript read like any other, tenant isolation, and the AWS engine
 through the stand-in (success and a non-retryable failure)."""
 
 import io
+import json
 import random
 import wave
 
@@ -75,6 +76,8 @@ def test_it_transcribes_an_uploaded_wav_in_the_background(client_a, clinic_a):
     assert stored.storage_key == f"{clinic_a.pk}/{stored.pk}/audio.wav"
     with default_storage.open(stored.storage_key, "rb") as fh:
         assert fh.read() == wav_bytes(pcm, 16000)
+    with default_storage.open(f"{clinic_a.pk}/{stored.pk}/transcript.json", "rb") as fh:
+        assert [s["segment_id"] for s in json.load(fh)["segments"]] == ["fake-0", "fake-2000", "fake-4000"]
     actions = list(AuditEvent.objects.filter(object_id=str(stored.pk)).values_list("action", flat=True))
     assert {"session.create", "audio.write", "transcript.write"} <= set(actions)
 
