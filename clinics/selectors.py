@@ -32,9 +32,10 @@ def clinic_get(*, clinic_id: object) -> Clinic:
 
 
 def clinic_quota(*, clinic: Clinic) -> ClinicQuota:
-    # Clinics made before quotas existed (or by hand) get the defaults.
-    quota, _ = ClinicQuota.objects.get_or_create(clinic=clinic)
-    return quota
+    """The clinic's quota; a clinic made without one (by hand, in a shell)
+    reads as the defaults, unsaved — a read never writes."""
+    quota = ClinicQuota.objects.filter(clinic=clinic).first()
+    return quota if quota is not None else ClinicQuota(clinic=clinic)
 
 
 def quota_with_usage(*, clinic: Clinic) -> dict[str, dict[str, Any]]:
