@@ -204,13 +204,19 @@ class WebService(Construct):
             port=APP_PORT,
             protocol=elbv2.ApplicationProtocol.HTTP,
             targets=[self.service],
+            # /readyz also fails when PostgreSQL or Redis is unreachable, i.e.
+            # on every task at once during a Multi-AZ failover (1-2 min). ECS
+            # replaces unhealthy tasks, so a short threshold would restart the
+            # whole fleet and cut every live stream; 10 x 15 s rides a failover
+            # out. A crashed process is replaced at once anyway (container exit).
+            # Timeout 10 s: readyz runs up to three 2 s checks one after another.
             health_check=elbv2.HealthCheck(
                 path="/readyz",
                 healthy_http_codes="200",
-                interval=Duration.seconds(10),
-                timeout=Duration.seconds(5),
+                interval=Duration.seconds(15),
+                timeout=Duration.seconds(10),
                 healthy_threshold_count=2,
-                unhealthy_threshold_count=3,
+                unhealthy_threshold_count=10,
             ),
             stickiness_cookie_duration=STICKINESS,
             deregistration_delay=Duration.seconds(config.deregistration_delay_seconds),

@@ -131,6 +131,11 @@ def test_it_pins_clients_with_a_cookie_and_checks_readyz(synth: Synth) -> None:
     assert attrs["stickiness.type"] == "lb_cookie"
     assert int(attrs["stickiness.lb_cookie.duration_seconds"]) >= 3600
     assert group["HealthCheckPath"] == "/readyz"
+    # A Multi-AZ database or Redis failover (up to ~2 min) fails /readyz on
+    # every task at once; ECS must not replace the whole fleet for it.
+    assert group["UnhealthyThresholdCount"] * group["HealthCheckIntervalSeconds"] >= 120
+    # readyz runs its checks (2 s timeout each: database, Redis, storage) in turn.
+    assert group["HealthCheckTimeoutSeconds"] >= 3 * 2
     assert group["Matcher"] == {"HttpCode": "200"}
     assert group["Port"] == 8000
 
