@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from sessions.models import ConsultationSession, TranscriptSegment
-from tests.servers import REPO_ROOT, requires_shared_database
+from tests.servers import REPO_ROOT, base_env, requires_shared_database, start_server
 from transcription.audio import wav_bytes
 from transcription.client import wav_sha256
 
@@ -145,9 +145,19 @@ class FaultyProxy:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+@pytest.fixture(scope="module")
+def _module_fake_server(django_db_setup, django_db_blocker, tmp_path_factory):
+    # One server for the module (start-up is seconds); each test still gets
+    # its own committed rows through ``transactional_db``.
+    with django_db_blocker.unblock():
+        server = start_server(env=base_env(tmp_path_factory.mktemp("media"), TRANSCRIPTION_ENGINE="fake"))
+    yield server
+    server.kill()
+
+
 @pytest.fixture
-def fake_server(transactional_db, server_factory):
-    return server_factory(env={"TRANSCRIPTION_ENGINE": "fake"})
+def fake_server(transactional_db, _module_fake_server):
+    return _module_fake_server
 
 
 def test_it_streams_a_file_and_verifies_the_stored_audio(fake_server, api_key_a_clinician):
