@@ -18,7 +18,8 @@ now (fair share: a clinic holding many streams yields to one holding few),
 then the oldest ticket. A ticket at position p is granted when p is within
 the free slots of the regions not marked down, in region order, and the
 region's start rate allows it. A region that throttles or fails is marked
-down for a few seconds, so the next grant fails over to the next region.
+down for a few seconds, so the next grant fails over to the next region
+(when every region is marked down, all are tried again).
 """
 
 from __future__ import annotations
@@ -175,7 +176,8 @@ class LocalEngineQuota(EngineQuota):
                     del self._tickets[tid]
             order = _rank(list(self._tickets.values()), active, now, limits.aging_seconds)
             position = next(i for i, t in enumerate(order, 1) if t["id"] == ticket)
-            up = [r for r in limits.regions if self._down.get(r, 0) <= now]
+            # Down regions are skipped unless all are (as in the Lua script).
+            up = [r for r in limits.regions if self._down.get(r, 0) <= now] or list(limits.regions)
             free = sum(max(0, limits.streams_per_region - len(self._leases[r])) for r in up)
             if position <= free:
                 for region in up:
@@ -276,15 +278,22 @@ for i, d in ipairs(waiting) do
   if d.id == ticket then position = i break end
 end
 
+-- Regions marked down are skipped, unless all are: then all are tried
+-- (a single-region deployment must not stop for a mark).
+local up, any_up = {}, false
+for i, region in ipairs(regions) do
+  up[i] = redis.call('EXISTS', prefix .. ':down:' .. region) == 0
+  any_up = any_up or up[i]
+end
 local free = 0
 for i, region in ipairs(regions) do
-  if redis.call('EXISTS', prefix .. ':down:' .. region) == 0 then
+  if up[i] or not any_up then
     free = free + math.max(0, limit - counts[i])
   end
 end
 if position <= free then
   for i, region in ipairs(regions) do
-    if redis.call('EXISTS', prefix .. ':down:' .. region) == 0 and counts[i] < limit then
+    if (up[i] or not any_up) and counts[i] < limit then
       local sk = prefix .. ':starts:' .. region
       redis.call('ZREMRANGEBYSCORE', sk, '-inf', now - 1000)
       if redis.call('ZCARD', sk) < rate then

@@ -255,3 +255,10 @@ async def test_it_refuses_new_waiters_when_the_queue_is_full(make_quota):
     first = await asyncio.wait_for(waiters[0], 5)
     await quota.release(first)
     await asyncio.wait_for(waiters[1], 5)
+
+
+async def test_it_still_grants_when_every_region_is_marked_down(make_quota):
+    quota = make_quota(regions=("r1", "r2"), streams_per_region=1, region_down_seconds=30)
+    await quota.mark_region_down("r1")
+    await quota.mark_region_down("r2")
+    assert (await asyncio.wait_for(quota.acquire(clinic_id="a"), 5)).region == "r1"
