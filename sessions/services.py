@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from clinics.access import Principal, access_session, ensure_clinic_active, segments_visible_to
+from clinics.access import Principal, access_session, ensure_clinic_active, require_admin, segments_visible_to
 from clinics.audit import AuditAction, audit_record
 from clinics.models import Language
 from sessions import storage_keys
@@ -151,9 +151,11 @@ def session_erase(*, principal: Principal, session: ConsultationSession) -> dict
     Storage goes first: if it fails, nothing in the database has changed and
     the erasure can be retried; the reverse order could leave audio behind
     with no row pointing at it. A live session must be ended first, or its
-    stream would keep writing parts after the erasure.
+    stream would keep writing parts after the erasure. Erasing medical
+    records is a clinic admin's decision, not every clinician's.
     """
     session = access_session(principal, session.pk)
+    require_admin(principal)
     if session.status == SessionStatus.LIVE:
         raise Conflict("End the live session before erasing it.", code="session_live")
     try:

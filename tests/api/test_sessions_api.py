@@ -192,8 +192,9 @@ def test_it_issues_a_fresh_stream_token_only_for_open_sessions(client_a, session
 
 
 def test_it_erases_audio_transcript_and_session_leaving_a_tombstone(
-    client_a, session_a, segments_a, audio_a, tmp_media
+    client_a_admin, session_a, segments_a, audio_a, tmp_media
 ):
+    client_a = client_a_admin
     prefix_dir = tmp_media / storage_keys.session_prefix(session_a)
     assert any(prefix_dir.rglob("*"))
     response = client_a.delete(f"/api/v1/sessions/{session_a.id}/")
@@ -206,7 +207,8 @@ def test_it_erases_audio_transcript_and_session_leaving_a_tombstone(
     assert client_a.get(f"/api/v1/sessions/{session_a.id}/").status_code == 404
 
 
-def test_it_erases_nothing_when_storage_is_unavailable(client_a, session_a, segments_a, monkeypatch):
+def test_it_erases_nothing_when_storage_is_unavailable(client_a_admin, session_a, segments_a, monkeypatch):
+    client_a = client_a_admin
     def unavailable(prefix):
         raise OSError("disk gone")
 
@@ -218,7 +220,15 @@ def test_it_erases_nothing_when_storage_is_unavailable(client_a, session_a, segm
     assert not AuditEvent.objects.filter(action="session.erase").exists()
 
 
-def test_it_refuses_to_erase_a_live_session(client_a, session_a, audio_a):
+def test_it_refuses_erasure_to_clinicians(client_a, session_a, segments_a, audio_a):
+    response = client_a.delete(f"/api/v1/sessions/{session_a.id}/")
+    assert response.status_code == 403 and error_code(response) == "admin_required"
+    assert ConsultationSession.objects.filter(pk=session_a.id).exists()
+    assert default_storage.exists(storage_keys.audio_wav_key(session_a))
+
+
+def test_it_refuses_to_erase_a_live_session(client_a_admin, session_a, audio_a):
+    client_a = client_a_admin
     session_a.status = SessionStatus.LIVE
     session_a.save()
     response = client_a.delete(f"/api/v1/sessions/{session_a.id}/")

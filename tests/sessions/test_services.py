@@ -10,7 +10,7 @@ from sessions import storage_keys
 from sessions.models import ConsultationSession, SessionStatus
 from sessions.selectors import clinic_usage, session_list, transcript_finals
 from sessions.services import session_create, session_end, session_erase, transcript_read
-from voiceai.errors import ClinicSuspended, InvalidInput, NotFound
+from voiceai.errors import ClinicSuspended, Forbidden, InvalidInput, NotFound
 
 
 def test_it_takes_engine_and_language_from_the_clinic(principal_clinician_a, clinic_a, settings):
@@ -39,7 +39,9 @@ def test_it_refuses_sessions_for_a_suspended_clinic(principal_clinician_a, clini
         session_create(principal=principal_clinician_a)
 
 
-def test_it_ends_and_erases_only_the_principals_sessions(principal_b, principal_clinician_a, tmp_media):
+def test_it_ends_and_erases_only_the_principals_sessions(
+    principal_b, principal_clinician_a, principal_admin_a, tmp_media
+):
     session = session_create(principal=principal_clinician_a)
     default_storage.save(storage_keys.audio_wav_key(session), ContentFile(b"RIFF"))
     with pytest.raises(NotFound):
@@ -51,7 +53,10 @@ def test_it_ends_and_erases_only_the_principals_sessions(principal_b, principal_
     session.refresh_from_db()
     assert session.status == SessionStatus.CREATED
     assert default_storage.exists(storage_keys.audio_wav_key(session))
-    assert session_erase(principal=principal_clinician_a, session=session) == {"storage_objects": 1, "segments": 0}
+    with pytest.raises(Forbidden):
+        session_erase(principal=principal_clinician_a, session=session)
+    assert default_storage.exists(storage_keys.audio_wav_key(session))
+    assert session_erase(principal=principal_admin_a, session=session) == {"storage_objects": 1, "segments": 0}
     assert not default_storage.exists(storage_keys.audio_wav_key(session))
     assert AuditEvent.objects.filter(action="session.erase", object_id=str(session.id)).exists()
 
