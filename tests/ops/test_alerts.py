@@ -79,6 +79,7 @@ def _documented_labels() -> dict[str, set[str]]:
 
 
 def test_it_uses_the_designs_thresholds_like_the_cloudwatch_alarms() -> None:
+    import tests.infra.conftest  # noqa: F401  (silences jsii's Node banner before aws_cdk loads)
     from infra.voiceai_infra import alarms as cw
 
     rules = _rules()
