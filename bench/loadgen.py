@@ -96,6 +96,8 @@ class Totals:
     warnings: dict[str, int] = field(default_factory=dict)
     closes: dict[str, int] = field(default_factory=dict)
     unparsed: int = 0
+    # Messages received by kind (producer side), for diagnosis.
+    kinds: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("Begin", "Transcript", "Ack", "other"), 0))
 
     def error(self, code: str) -> None:
         self.errors[code] = self.errors.get(code, 0) + 1
@@ -155,24 +157,33 @@ class Stream:
 
     def on_producer_text(self, payload: bytes, _now: float) -> None:
         now = time.perf_counter()
+        kinds = self.totals.kinds
         if _T_TRANSCRIPT in payload:
+            kinds["Transcript"] += 1
             k = self._frame_index(payload)
             if k >= 0 and not self.prod_recv[k]:
                 self.prod_recv[k] = now
-        elif _T_ACK in payload:
+            return
+        if _T_ACK in payload:
+            kinds["Ack"] += 1
             durable = _int_after(payload, _K_DURABLE)
             if durable is not None:
                 self.acked = durable
                 self.last_ack_at = now
         elif _T_BEGIN in payload:
+            kinds["Begin"] += 1
             self.resume_from = _int_after(payload, _K_RESUME) or 0
             self.acked = self.resume_from
             self.begun = True
         elif _T_ERROR in payload:
+            kinds["other"] += 1
             self.totals.error("server:" + _str_after(payload, _K_CODE))
         elif _T_WARNING in payload:
+            kinds["other"] += 1
             code = _str_after(payload, _K_CODE)
             self.totals.warnings[code] = self.totals.warnings.get(code, 0) + 1
+        else:
+            kinds["other"] += 1
 
     def on_viewer_text(self, payload: bytes, _now: float) -> None:
         if _T_TRANSCRIPT in payload:
@@ -290,6 +301,7 @@ async def run(spec: dict[str, Any], emit=print) -> dict[str, Any]:
     warmup, duration, drain = float(spec["warmup"]), float(spec["duration"]), float(spec.get("drain", 2))
     await asyncio.sleep(warmup)
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    transcripts0 = totals.kinds["Transcript"]
     m_start = time.perf_counter()
     emit("PHASE measure_start", flush=True)
     lag_samples: list[float] = []
@@ -303,6 +315,7 @@ async def run(spec: dict[str, Any], emit=print) -> dict[str, Any]:
                 if s.last_ack_at:
                     ack_silence.append(now - s.last_ack_at)
     m_end = time.perf_counter()
+    transcripts_in_window = totals.kinds["Transcript"] - transcripts0
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     emit("PHASE measure_end", flush=True)
     for s in connected:
@@ -347,6 +360,9 @@ async def run(spec: dict[str, Any], emit=print) -> dict[str, Any]:
         "connect_seconds": round(connect_seconds, 2),
         "window_seconds": round(wall, 2),
         "frames_sent": sent_in_window,
+        # Transcripts that arrived during the window, whenever their frame
+        # left: the work the server did in the window (CPU cost per frame).
+        "transcripts_in_window": transcripts_in_window,
         "producer": _summary_ms(prod_lat),
         "viewer": _summary_ms(view_lat),
         "missing_transcripts": missing,
@@ -354,6 +370,7 @@ async def run(spec: dict[str, Any], emit=print) -> dict[str, Any]:
         "errors": totals.errors,
         "warnings": totals.warnings,
         "unparsed": totals.unparsed,
+        "received": totals.kinds,
         "ack_lag_s": {
             "p99": round(_pct(lag_samples, 0.99), 2) if lag_samples else None,
             "max": round(lag_samples[-1], 2) if lag_samples else None,

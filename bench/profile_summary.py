@@ -61,6 +61,7 @@ def summarise_collapsed(text: str, top: int = 12) -> dict[str, object]:
     self_bucket: Counter[str] = Counter()
     inclusive_func: Counter[str] = Counter()
     hot: Counter[str] = Counter()
+    in_pool = 0  # samples on worker threads (sync_to_async, run_in_executor)
     total = 0
     for line in text.splitlines():
         stack, _, count_s = line.rpartition(" ")
@@ -71,6 +72,8 @@ def summarise_collapsed(text: str, top: int = 12) -> dict[str, object]:
         frames = [_short(f) for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
         if not frames:
             continue
+        if any(f == "_worker" and p.endswith("concurrent/futures/thread.py") for f, p in frames):
+            in_pool += count
         func, path = frames[-1]
         leaf[f"{func} ({path})"] += count
         self_bucket[_bucket(path)] += count
@@ -96,6 +99,7 @@ def summarise_collapsed(text: str, top: int = 12) -> dict[str, object]:
 
     return {
         "samples": total,
+        "worker_threads_pct": round(100 * in_pool / total, 1) if total else 0.0,
         "self_by_function": pct(leaf, top),
         "self_by_package": pct(self_bucket, top),
         "inclusive_by_package": pct(inclusive_bucket, top),

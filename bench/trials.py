@@ -167,7 +167,12 @@ class _Sampler:
             out[core] = round(100 * (busy1 - busy0) / max(1, total1 - total0), 1)
         return out
 
-    def server_stats(self, n_streams: list[int]) -> list[dict[str, Any]]:
+    def server_stats(self, n_streams: list[int], frames_done: int | None = None) -> list[dict[str, Any]]:
+        """Per server: CPU share of one core, RSS growth per stream, and —
+        for the first server, given the Transcripts it delivered in the
+        window — CPU milliseconds per frame. CPU per frame is the figure
+        that survives a shared machine: a starved server does less work
+        but not cheaper work, so it projects capacity where latency can't."""
         out = []
         wall = max(1e-6, self.t1 - self.t0)
         for i, server in enumerate(self.servers):
@@ -184,6 +189,11 @@ class _Sampler:
                     "rss_per_stream_kb": round(grow / n / 1024, 1),
                 }
             )
+            if i == 0 and frames_done:
+                per_frame_ms = 1000 * cpu / frames_done
+                out[-1]["cpu_ms_per_frame"] = round(per_frame_ms, 4)
+                # 10 frames/s per stream: streams one fully available core could carry.
+                out[-1]["projected_streams_per_core"] = round(1000 / (per_frame_ms * 10)) if per_frame_ms else None
         return out
 
 
@@ -217,7 +227,7 @@ def trial_baseline(ctx: BenchContext, n: int) -> dict[str, Any]:
         }
         loadgen = run_loadgen(ctx, spec, sampler)
         result = {"trial": "baseline", "server": "websockets (plain)", "n": n, "loadgen": loadgen}
-        result["servers"] = sampler.server_stats([n])
+        result["servers"] = sampler.server_stats([n], loadgen.get("transcripts_in_window"))
         result["loadavg"] = sampler.loadavg
         result["core_busy"] = sampler.core_busy()
     finally:
@@ -299,7 +309,10 @@ def trial_platform(
             "processes": len(servers),
             "pinned": pin,
             "loadgen": loadgen,
-            "servers": sampler.server_stats(per_server if not viewers else [n, n]),
+            "servers": sampler.server_stats(
+                per_server if not viewers else [n, n],
+                loadgen.get("transcripts_in_window") if len(servers) == 1 or viewers else None,
+            ),
             "loadavg": sampler.loadavg,
             "core_busy": sampler.core_busy(),
             "redis": {
