@@ -216,27 +216,29 @@ class Producer:
         self.result = StreamResult(session_id=self.session_id)
         self._final_ids: set[str] = set()
         self._last_error: dict[str, Any] | None = None
+        self._begun = False  # the current connection got its Begin
 
     async def run(self) -> StreamResult:
-        failures = 0
+        failures = 0  # connections in a row that failed before Begin
         first = True
         while True:
+            self._begun = False
             try:
                 if await self._connection(takeover=not first):
                     return self.result
-                failures = 0  # the connection made progress but ended early
             except (OSError, TimeoutError, InvalidStatus) as exc:
                 self.printer.line(f"! connection failed: {exc}")
             except (ConnectionClosed, StreamEnded) as exc:
                 code = exc.code if isinstance(exc, StreamEnded) else exc.rcvd.code if exc.rcvd else 1006
-                retryable = code in RESUMABLE_CLOSE_CODES or bool(self._last_error and self._last_error["retryable"])
                 if self._sealed_while_away():
                     return self.result
-                if not retryable:
-                    message = self._last_error["message"] if self._last_error else "no reason given"
-                    raise ClientError(f"the server closed the stream ({code}): {message}") from None
+                # The server's Error says whether retrying can help; without one, the close code does.
+                error = self._last_error
+                if not (error["retryable"] if error else code in RESUMABLE_CLOSE_CODES):
+                    reason = f"{error['code']}: {error['message']}" if error else "no reason given"
+                    raise ClientError(f"the server closed the stream ({code}) - {reason}") from None
                 self.printer.line(f"! connection lost (close {code}); resuming")
-            failures += 1
+            failures = 1 if self._begun else failures + 1
             first = False
             if failures > MAX_RECONNECTS:
                 raise ClientError("could not reconnect; giving up")
@@ -265,6 +267,7 @@ class Producer:
                 self._last_error = begin if begin.get("type") == "Error" else None
                 await ws.wait_closed()
                 raise StreamEnded(ws.close_code or 1006)
+            self._begun = True
             resume = int(begin["resume_from_byte"])
             self.buffer.ack(resume)
             if takeover:

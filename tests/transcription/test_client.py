@@ -210,11 +210,30 @@ def test_it_reports_a_bad_api_key_and_exits_non_zero(fake_server):
     assert "401" in done.stderr
 
 
-def test_it_recognises_the_spoken_words_through_the_whole_pipeline(
-    transactional_db, server_factory, api_key_a_clinician
-):
-    server = server_factory(env={"TRANSCRIPTION_ENGINE": "local", "LOCAL_ENGINE_MAX_DECODERS": "1"})
-    done = _run_client(HELLO, server.url, api_key_a_clinician, "--speed", "2", "--language", "en-US")
+@pytest.fixture(scope="module")
+def _module_local_server(django_db_setup, django_db_blocker, tmp_path_factory):
+    with django_db_blocker.unblock():
+        env = base_env(tmp_path_factory.mktemp("media"), TRANSCRIPTION_ENGINE="local", LOCAL_ENGINE_MAX_DECODERS="1")
+        server = start_server(env=env)
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def local_server(transactional_db, _module_local_server):
+    return _module_local_server
+
+
+def test_it_stops_with_the_servers_reason_when_retrying_cannot_help(local_server, api_key_a_clinician):
+    # The local engine is English-only: the server answers with a non-retryable Error.
+    done = _run_client(HELLO, local_server.url, api_key_a_clinician, "--speed", "8", "--language", "ja-JP")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "unsupported_language" in done.stderr
+    assert "resuming" not in done.stdout
+
+
+def test_it_recognises_the_spoken_words_through_the_whole_pipeline(local_server, api_key_a_clinician):
+    done = _run_client(HELLO, local_server.url, api_key_a_clinician, "--speed", "2", "--language", "en-US")
     assert done.returncode == 0, done.stdout + done.stderr
     words = " ".join(_finals(done.stdout)).split()
     assert "patient" in words and "hurts" in words
