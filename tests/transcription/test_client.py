@@ -9,6 +9,7 @@ so the stored audio differs from the file.
 
 import asyncio
 import contextlib
+import hashlib
 import re
 import subprocess
 import sys
@@ -168,7 +169,7 @@ def test_it_streams_a_file_and_verifies_the_stored_audio(fake_server, api_key_a_
     # The server's hash is of its canonical WAV; the client's own hash agrees with it.
     pcm = _pcm(CONSULT)
     assert session.audio_sha256 == wav_sha256(pcm, 16000)
-    assert wav_sha256(pcm, 16000) == __import__("hashlib").sha256(wav_bytes(pcm, 16000)).hexdigest()
+    assert wav_sha256(pcm, 16000) == hashlib.sha256(wav_bytes(pcm, 16000)).hexdigest()
     assert session.external_ref == "visit-42"
     finals = _finals(done.stdout)
     stored = list(TranscriptSegment.objects.filter(session=session, is_final=True).order_by("start_ms"))
