@@ -49,8 +49,9 @@ def test_it_records_a_consultation_resumes_after_a_server_drop_and_stores_every_
     expect(page.locator("#record-form")).to_be_visible()
 
     # Record: live state, level meter moving, transcript lines appearing.
+    # Keyboard only: type the reference, Enter starts the recording.
     page.get_by_label("External reference (optional)").fill("chart-7")
-    page.get_by_role("button", name="Start recording").click()
+    page.get_by_label("External reference (optional)").press("Enter")
     state = page.locator("#connection-state")
     expect(state).to_have_attribute("data-state", "live", timeout=20_000)
     expect(page.locator("#transcript li.final").first).to_be_visible(timeout=20_000)
@@ -63,6 +64,7 @@ def test_it_records_a_consultation_resumes_after_a_server_drop_and_stores_every_
     viewer.goto(server.url + page.get_attribute("#viewer-link", "href"))
     expect(viewer.locator("#connection-state")).to_have_attribute("data-state", "watching", timeout=15_000)
     expect(viewer.locator("#transcript li.final").first).to_be_visible(timeout=15_000)
+    screenshot(viewer, "viewer-live")
 
     # The server dies mid-recording; the page keeps the audio and says so.
     port, before_drop = server.port, _produced(page)
