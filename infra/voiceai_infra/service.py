@@ -267,7 +267,9 @@ class WebService(Construct):
         role.add_to_policy(
             iam.PolicyStatement(sid="ListBucket", actions=["s3:ListBucket"], resources=[storage.bucket.bucket_arn])
         )
-        kms_actions = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+        # SSE-KMS needs no more: GenerateDataKey to write (and for multipart
+        # uploads), Decrypt to read.
+        kms_actions = ["kms:Decrypt", "kms:GenerateDataKey"]
         via_s3 = {"kms:ViaService": f"s3.{region}.amazonaws.com"}
         role.add_to_policy(
             iam.PolicyStatement(

@@ -362,6 +362,7 @@ def test_it_scopes_the_task_role_to_transcribe_its_bucket_and_tagged_keys(synth:
     # Objects only below {clinic_id}/{session_id}/.
     assert statements["SessionObjects"]["Resource"]["Fn::Join"][1][-1] == "/*/*/*"
     clinic = statements["ClinicKeys"]
+    assert sorted(clinic["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]  # all SSE-KMS needs
     assert clinic["Condition"]["Null"] == {"aws:ResourceTag/voiceai:clinic": "false"}
     assert clinic["Condition"]["StringEquals"] == {"kms:ViaService": "s3.ap-northeast-1.amazonaws.com"}
     assert all(
