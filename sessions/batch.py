@@ -254,8 +254,9 @@ async def _transcribe(*, principal: Principal, session_id: Any, pcm: bytes) -> N
     await _db(_finish, principal=principal, session_id=session.pk, finals=list(finals.values()))
 
 
-def _transcript_json_write(session: ConsultationSession, rows: list[TranscriptSegment]) -> None:
-    """The same ``transcript.json`` a sealed live session gets."""
+def transcript_json_write(session: ConsultationSession, rows: list[TranscriptSegment]) -> None:
+    """The same ``transcript.json`` a sealed live session gets (also used
+    when late finals of a live session arrive after it was sealed)."""
     import json
 
     from transcription.audio_parts import json_write
@@ -291,7 +292,7 @@ def _finish(*, principal: Principal, session_id: Any, finals: list) -> None:
         for f in sorted(finals, key=lambda f: (f.start_ms, f.end_ms))
     ]  # fmt: skip
     TranscriptSegment.objects.bulk_create(rows, ignore_conflicts=True)
-    _transcript_json_write(session, rows)
+    transcript_json_write(session, rows)
     if session.status == SessionStatus.LIVE:
         session.status = SessionStatus.ENDED
         session.ended_at = timezone.now()

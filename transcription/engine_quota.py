@@ -485,47 +485,11 @@ class QuotaOpener:
 
 
 def open_for_producer(producer: Any, engine: Engine, config: StreamConfig) -> EngineStream:
-    """The realtime pipeline's opener for quota-bound engines (called from
-    ``transcription.stream.default_engine_opener``). Returns at once: the
-    resilient stream queues for a lease in the background while the
-    producer buffers and stores audio, sends ``Queued``/``Warning`` notices
-    through ``producer.send_control``, and marks the session failed when
-    the engine gives up (the producer then sends Error and closes)."""
-    from channels.db import database_sync_to_async
+    """The realtime pipeline's entry (``transcription.stream_seams``); lives in
+    ``transcription.producer_engine``."""
+    from transcription.producer_engine import open_for_producer as open_
 
-    from sessions.failure import session_fail
-    from transcription.resilient import open_resilient
-
-    principal = producer.principal
-    loop = asyncio.get_running_loop()
-
-    async def send(message: dict) -> None:
-        with contextlib.suppress(Exception):  # the socket may be closing
-            await producer.send_control(message)
-
-    sending: set[asyncio.Task] = set()
-
-    def notice(message: dict) -> None:
-        task = loop.create_task(send(message))
-        sending.add(task)
-        task.add_done_callback(sending.discard)
-
-    async def failed(error: EngineError) -> None:
-        await database_sync_to_async(session_fail, thread_sensitive=False)(
-            principal=principal, session_id=producer.session.pk, reason=error.code
-        )
-
-    stream_holder: list = []
-    opener = QuotaOpener(
-        engine,
-        get_engine_quota(),
-        clinic_id=str(principal.clinic.pk),
-        priority=int(getattr(principal.clinic, "priority", 0) or 0),
-        on_notice=lambda message: stream_holder[0].notify(message),
-    )
-    stream = open_resilient(engine, config, opener=opener, on_notice=notice, on_failed=failed)
-    stream_holder.append(stream)
-    return stream
+    return open_(producer, engine, config)
 
 
 __all__ = [

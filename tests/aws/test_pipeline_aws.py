@@ -3,6 +3,8 @@ resilient wrapper, in-process, against the stand-in: Warning then
 transcripts on a retryable failure, Error and a failed session (audio kept)
 on a non-retryable one, Queued then transcripts over the quota."""
 
+import asyncio
+
 import pytest
 from django.core.files.storage import default_storage
 
@@ -115,3 +117,46 @@ async def test_it_queues_a_session_over_the_engine_quota_then_transcribes_it(
     code2, rest2 = await expect_close(comm2, seconds=15)
     assert code2 == 1000 and _finals(rest2) == words(6)
     await comm2.disconnect()
+
+
+async def test_it_completes_a_queued_session_after_the_producer_closed(
+    principal_clinician_a, principal_b, transcribe_standin, monkeypatch
+):
+    import json
+
+    from sessions.models import TranscriptSegment
+    monkeypatch.setattr("transcription.stream_endings.ENGINE_DRAIN_SECONDS", 0.3)
+    _first, comm1 = await _open(principal_clinician_a)
+    for chunk in numbered_chunks(3, first=100):
+        await comm1.send_to(bytes_data=chunk)
+    second, comm2 = await _open(principal_b)
+    await receive_until(comm2, "Queued", seconds=10)
+    for chunk in numbered_chunks(6):
+        await comm2.send_to(bytes_data=chunk)
+    await comm2.send_json_to({"type": "CloseStream"})
+    code2, rest2 = await expect_close(comm2, seconds=15)
+    assert code2 == 1000 and rest2[-1] == {"type": "Metadata", "audio_ms": 600, "segments": 0}
+    await comm2.disconnect()
+
+    await comm1.send_json_to({"type": "CloseStream"})  # frees the slot
+    await expect_close(comm1, seconds=15)
+    await comm1.disconnect()
+
+    def texts():
+        return list(TranscriptSegment.objects.filter(session_id=second.pk).order_by("start_ms")
+                    .values_list("text", flat=True))
+
+    rows: list[str] = []
+
+    def stored() -> bool:
+        rows[:] = texts()
+        return len(rows) == 2
+
+    async def poll():
+        while not await adb(stored)():  # noqa: ASYNC110 (the rows come from another task's thread)
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(poll(), 15)
+    assert " ".join(rows).split() == words(6)
+    with default_storage.open(f"{second.clinic_id}/{second.pk}/transcript.json", "rb") as fh:
+        assert len(json.load(fh)["segments"]) == 2
