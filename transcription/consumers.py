@@ -12,9 +12,11 @@ an ``Error`` message and a documented close code instead of a bare HTTP 403.
 
 from __future__ import annotations
 
+from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qs
 
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 from sessions.tokens import InvalidStreamToken
 from transcription import persistence
@@ -35,6 +37,19 @@ def _query(scope) -> dict[str, str]:
     return {k: v[-1] for k, v in parse_qs(raw).items()}
 
 
+def _cookie(scope, name: str) -> str | None:
+    for header, value in scope.get("headers", []):
+        if header == b"cookie":
+            cookies = SimpleCookie()
+            try:
+                cookies.load(value.decode("latin-1"))
+            except CookieError:
+                return None
+            if name in cookies:
+                return cookies[name].value
+    return None
+
+
 def _client_ip(scope) -> str | None:
     client = scope.get("client")
     return client[0] if client else None
@@ -44,12 +59,15 @@ async def _authorize(scope, ws: WsSocket) -> persistence.StreamAuth | None:
     """Auth and tenant check; on failure sends Error + close and returns None."""
     query = _query(scope)
     session_id = str(scope.get("url_route", {}).get("kwargs", {}).get("session_id", ""))
-    # The cookie user counts only when the Origin was checked (routing.py):
-    # a page on another site must not ride on the clinician's login.
-    user = scope.get("user") if scope.get("ws_origin_trusted") else None
+    # The cookie counts only when the Origin was checked (routing.py): a page
+    # on another site must not ride on the clinician's login.
+    web_session_key = _cookie(scope, settings.SESSION_COOKIE_NAME) if scope.get("ws_origin_trusted") else None
     try:
         return await persistence.db_async(persistence.authorize)(
-            token=query.get("token"), user=user, session_id=session_id, client_ip=_client_ip(scope)
+            token=query.get("token"),
+            web_session_key=web_session_key,
+            session_id=session_id,
+            client_ip=_client_ip(scope),
         )
     except InvalidStreamToken as exc:
         await ws.fail(StreamError(Close.UNAUTHORIZED, exc.code, exc.message))

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from importlib import import_module
+from types import SimpleNamespace
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib import auth
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import close_old_connections, transaction
 from django.utils import timezone
@@ -47,6 +51,8 @@ def db_async(fn):
             close_old_connections()
 
     return sync_to_async(call, thread_sensitive=False)
+
+
 _OPEN = (SessionStatus.CREATED, SessionStatus.LIVE)
 
 
@@ -60,12 +66,12 @@ class StreamAuth:
     engine_name: str = ""
 
 
-def authorize(
-    *, token: str | None, user: AbstractBaseUser | None, session_id: str, client_ip: str | None
-) -> StreamAuth:
-    """Who connects to which session. A token wins; otherwise the logged-in
-    user (the caller only passes one when the Origin was checked). Raises
-    InvalidStreamToken (4401) or NotFound (4404, also for other clinics)."""
+def authorize(*, token: str | None, web_session_key: str | None, session_id: str, client_ip: str | None) -> StreamAuth:
+    """Who connects to which session. A token wins; otherwise the user
+    logged in with the web session cookie (the caller passes its key only
+    when the Origin was checked). Raises InvalidStreamToken (4401) or
+    NotFound (4404, also for other clinics)."""
+    user = _web_session_user(web_session_key) if web_session_key and not token else None
     if token:
         principal = stream_token_consume(token=token, session_id=session_id, client_ip=client_ip)
         session = access_session(principal, session_id)
@@ -83,6 +89,14 @@ def authorize(
         vocabulary_name=clinic.custom_vocabulary_name,
         engine_name=session.engine or clinic.transcription_engine or "",
     )
+
+
+def _web_session_user(session_key: str) -> AbstractBaseUser | None:
+    # What Channels' AuthMiddlewareStack does, but only when needed and
+    # inside this one DB call (no extra thread hop per connection).
+    engine = import_module(settings.SESSION_ENGINE)
+    request = SimpleNamespace(session=engine.SessionStore(session_key))
+    return auth.get_user(request)
 
 
 def _user_session(user: AbstractBaseUser, session_id: str, client_ip: str | None):

@@ -9,7 +9,6 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceai.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from transcription.routing import WebSocketOriginGuard, websocket_urlpatterns  # noqa: E402
@@ -17,7 +16,10 @@ from transcription.routing import WebSocketOriginGuard, websocket_urlpatterns  #
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": WebSocketOriginGuard(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # No AuthMiddlewareStack: the consumers read the session cookie
+        # themselves, only when there is no token and the Origin is trusted,
+        # inside their one connect-time DB call.
+        "websocket": WebSocketOriginGuard(URLRouter(websocket_urlpatterns)),
     }
 )
 

@@ -234,3 +234,24 @@ async def test_it_closes_the_producer_when_the_session_is_ended_over_rest(princi
     session = await adb(type(session_a).objects.get)(pk=session_a.pk)
     assert session.status == SessionStatus.ENDED and session.audio_bytes == FRAME * 12
     await comm.disconnect()
+
+
+async def test_it_drains_on_shutdown_with_1012_after_storing_what_arrived(principal_clinician_a, session_a):
+    from transcription.stream_seams import ACTIVE_STREAMS
+
+    comm = await _connect(session_a, principal_clinician_a)
+    await receive_until(comm, "Begin")
+    for i in range(5):
+        await comm.send_to(bytes_data=pcm(FRAME, seed=i))
+    await comm.send_json_to({"type": "KeepAlive"})
+    await receive_until(comm, "Ack")
+    streams = [s for s in list(ACTIVE_STREAMS) if s.session.pk == session_a.pk]
+    assert len(streams) == 1
+    await streams[0].go_away()
+    code, messages = await expect_close(comm)
+    assert code == 1012 and messages[-1]["code"] == "server_going_away" and messages[-1]["retryable"] is True
+    await comm.disconnect()
+    resumed = await _connect(session_a, principal_clinician_a)
+    begin, _ = await receive_until(resumed, "Begin")
+    assert begin["resume_from_byte"] == FRAME * 5
+    await resumed.disconnect()
