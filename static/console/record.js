@@ -69,6 +69,7 @@ async function start(event) {
   view.clear();
   notices.replaceChildren();
   setRecording(true);
+  stopButton.disabled = true; // until there is a stream to stop
   setState("starting");
   const early = []; // frames captured before the socket exists
   try {
@@ -113,6 +114,7 @@ async function start(event) {
   for (const bytes of early) client.sendAudio(bytes);
   showLinks(sessionId);
   client.start();
+  stopButton.disabled = false;
   elapsedTimer = setInterval(() => {
     elapsedEl.textContent = formatMs(client.produced / BYTES_PER_MS);
   }, 250);
