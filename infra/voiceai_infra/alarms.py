@@ -18,6 +18,7 @@ from constructs import Construct
 from .config import DeploymentConfig
 from .data import Cache, Database
 from .service import METRIC_ENGINE_STREAMS, METRIC_LIVE_SESSIONS, WebService, voiceai_metric
+from .storage import REPLICATION_RULE_ID, AudioStorage
 
 LIVE_SESSIONS_MAX = 800
 ERROR_RATE_MAX_PERCENT = 5
@@ -25,6 +26,9 @@ CPU_MAX_PERCENT = 70
 MEMORY_MAX_PERCENT = 80
 ENGINE_QUOTA_MAX_FRACTION = 0.8
 REDIS_MEMORY_MAX_PERCENT = 80
+# Replication Time Control's promise; beyond it the replica is no longer a
+# 15-minute-old copy (docs/deployment.md, region loss).
+REPLICATION_LATENCY_MAX_SECONDS = 15 * 60
 DB_FREE_STORAGE_MIN_BYTES = 20 * 1024**3  # 20 % of the 100 GiB allocated
 
 _ONE_MINUTE = Duration.minutes(1)
@@ -40,6 +44,7 @@ class Alarms(Construct):
         web: WebService,
         database: Database,
         cache: Cache,
+        storage: AudioStorage,
     ) -> None:
         super().__init__(scope, construct_id)
         # CloudWatch must be allowed to use the topic's key, so not the AWS-managed SNS key.
@@ -186,6 +191,35 @@ class Alarms(Construct):
                 period=Duration.minutes(5),
             ),
             threshold=REDIS_MEMORY_MAX_PERCENT,
+            periods=2,
+        )
+
+        # Warning: the audio replica falls behind or fails (the region-loss RPO).
+        def replication(name: str, statistic: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="AWS/S3",
+                metric_name=name,
+                dimensions_map={
+                    "SourceBucket": storage.bucket.bucket_name,
+                    "DestinationBucket": storage.replica_bucket_name,
+                    "RuleId": REPLICATION_RULE_ID,
+                },
+                statistic=statistic,
+                period=Duration.minutes(5),
+            )
+
+        self._alarm(
+            "ReplicationLate",
+            "Warning: audio replication to the replica region later than 15 minutes",
+            replication("ReplicationLatency", "Maximum"),
+            threshold=REPLICATION_LATENCY_MAX_SECONDS,
+            periods=2,
+        )
+        self._alarm(
+            "ReplicationFailing",
+            "Warning: audio objects failing to replicate",
+            replication("OperationsFailedReplication", "Sum"),
+            threshold=0,
             periods=2,
         )
 

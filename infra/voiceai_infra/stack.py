@@ -55,7 +55,15 @@ class VoiceAiStack(Stack):
             certificate_arn=certificate_arn,
             domain_name=domain_name,
         )
-        self.alarms = Alarms(self, "Alarms", config=config, web=self.web, database=self.database, cache=self.cache)
+        self.alarms = Alarms(
+            self,
+            "Alarms",
+            config=config,
+            web=self.web,
+            database=self.database,
+            cache=self.cache,
+            storage=self.storage,
+        )
 
         CfnOutput(
             self,

@@ -18,6 +18,7 @@ from constructs import Construct
 # roles may use exactly the keys that carry it (see docs/deployment.md).
 CLINIC_KEY_TAG = "voiceai:clinic"
 REPLICA_KEY_ALIAS = "alias/voiceai-audio-replica"
+REPLICATION_RULE_ID = "to-replica-region"
 # Deleted or overwritten objects (retention purge, erasure) stay recoverable
 # this long as noncurrent versions, then are gone for good — in both regions.
 NONCURRENT_DAYS = 30
@@ -108,7 +109,8 @@ class AudioStorage(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
 
-        replica_bucket_arn = f"arn:{Aws.PARTITION}:s3:::{replica_bucket_name(replica_region)}"
+        self.replica_bucket_name = replica_bucket_name(replica_region)
+        replica_bucket_arn = f"arn:{Aws.PARTITION}:s3:::{self.replica_bucket_name}"
         replica_key_alias_arn = f"arn:{Aws.PARTITION}:kms:{replica_region}:{Aws.ACCOUNT_ID}:{REPLICA_KEY_ALIAS}"
         self.replication_role = iam.Role(
             self,
@@ -174,7 +176,7 @@ class AudioStorage(Construct):
             role=role.role_arn,
             rules=[
                 s3.CfnBucket.ReplicationRuleProperty(
-                    id="to-replica-region",
+                    id=REPLICATION_RULE_ID,
                     status="Enabled",
                     priority=1,
                     filter=s3.CfnBucket.ReplicationRuleFilterProperty(prefix=""),

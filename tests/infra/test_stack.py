@@ -499,6 +499,15 @@ def test_it_sends_every_alarm_to_the_encrypted_topic(synth: Synth) -> None:
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
     engine = [d for d in _alarms(synth.primary) if d.startswith("Transcribe streams in")]
     assert len(engine) == 3  # one per Transcribe region
+    replication = {d: a for d, a in _alarms(synth.primary).items() if "replicat" in d}
+    assert sorted(a["MetricName"] for a in replication.values()) == [
+        "OperationsFailedReplication",
+        "ReplicationLatency",
+    ]
+    for alarm in replication.values():
+        dims = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+        assert dims["RuleId"] == "to-replica-region"
+        assert "voiceai-audio-replica-" in json.dumps(dims["DestinationBucket"])
     subscription = _one(synth.primary, "AWS::SNS::Subscription")
     assert subscription["Protocol"] == "email"
 
