@@ -94,7 +94,10 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py 8 caps a pool at 100 connections and raises on the
+                # 101st concurrent command; hundreds of streams per process
+                # broadcast at once (measured in docs/benchmarks.md).
+                "hosts": [{"address": REDIS_URL, "max_connections": 1000}],
                 "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1000, minimum=10),
                 "expiry": 30,
                 "prefix": env_str("CHANNEL_LAYER_PREFIX", "voiceai"),
@@ -206,9 +209,17 @@ ENGINE_STARTS_PER_SECOND = env_int("ENGINE_STARTS_PER_SECOND", 25, minimum=1)
 BATCH_UPLOAD_MAX_BYTES = env_int("BATCH_UPLOAD_MAX_BYTES", 200 * 1024 * 1024, minimum=1024)
 
 METRICS_TOKEN = env_str("METRICS_TOKEN")
+# On AWS each task publishes scaling/alarm metrics to CloudWatch (voiceai/cloudwatch.py).
+CLOUDWATCH_METRICS_NAMESPACE = env_str("CLOUDWATCH_METRICS_NAMESPACE")
+CLOUDWATCH_METRICS_SERVICE = env_str("CLOUDWATCH_METRICS_SERVICE", "voiceai")
+# SIGTERM drain deadline (voiceai.drain, voiceai.serve). The load balancer's
+# deregistration delay must exceed it. DRAIN_DEADLINE_SECONDS is the name
+# infra/ sets; DRAIN_SECONDS wins when both are set.
+DRAIN_SECONDS = env_float("DRAIN_SECONDS", env_float("DRAIN_DEADLINE_SECONDS", 20.0))
 
 # --- logging -------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+_PAYLOAD_LOG_LEVEL = "INFO" if LOG_LEVEL.upper() in {"DEBUG", "NOTSET", "TRACE"} else LOG_LEVEL
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -219,6 +230,19 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         "daphne": {"level": "WARNING"},
         "uvicorn.access": {"level": "WARNING"},
+        # At DEBUG these log payloads: WebSocket frames (transcript text,
+        # audio) and HTTP bodies and headers (keys). Never below INFO,
+        # whatever LOG_LEVEL says.
+        "uvicorn.error": {"level": _PAYLOAD_LOG_LEVEL},
+        "websockets": {"level": _PAYLOAD_LOG_LEVEL},
+        "botocore": {"level": _PAYLOAD_LOG_LEVEL},
+        "boto3": {"level": _PAYLOAD_LOG_LEVEL},
+        "s3transfer": {"level": _PAYLOAD_LOG_LEVEL},
+        "urllib3": {"level": _PAYLOAD_LOG_LEVEL},
+        "hpack": {"level": _PAYLOAD_LOG_LEVEL},
+        "h2": {"level": _PAYLOAD_LOG_LEVEL},
+        "awscrt": {"level": _PAYLOAD_LOG_LEVEL},
+        "asyncio": {"level": _PAYLOAD_LOG_LEVEL},
     },
 }
 
