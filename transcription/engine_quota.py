@@ -28,7 +28,6 @@ import abc
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import random
 import threading
 import time
@@ -41,8 +40,10 @@ from typing import Any
 from django.conf import settings
 
 from transcription.engines.base import Engine, EngineError, EngineStream, StreamConfig
+from voiceai.logging import get_logger
+from voiceai.metrics import ENGINE_QUEUE_LENGTH, ENGINE_STREAM_FAILURES, ENGINE_STREAM_STARTS
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 # Errors that say "this region cannot take a stream right now".
 _REGION_TROUBLE = {
@@ -88,6 +89,7 @@ class EngineQuota(abc.ABC):
         each time it changes. Cancelling the wait removes the ticket."""
         ticket = uuid.uuid4().hex
         last_position: int | None = None
+        queued = False  # counted in voiceai_engine_queue_length
         try:
             while True:
                 region, position = await self._try_acquire(ticket, clinic_id, priority)
@@ -98,6 +100,9 @@ class EngineQuota(abc.ABC):
                     )  # fmt: skip
                 if region is not None:
                     return StreamLease(lease_id=ticket, region=region, clinic_id=clinic_id)
+                if not queued:
+                    queued = True
+                    ENGINE_QUEUE_LENGTH.inc()
                 if position != last_position and on_position is not None:
                     on_position(position)
                 last_position = position
@@ -110,6 +115,9 @@ class EngineQuota(abc.ABC):
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._cancel_ticket(ticket))
             raise
+        finally:
+            if queued:
+                ENGINE_QUEUE_LENGTH.dec()
 
     @abc.abstractmethod
     async def _try_acquire(self, ticket: str, clinic_id: str, priority: int) -> tuple[str | None, int]: ...
@@ -162,8 +170,13 @@ class LocalEngineQuota(EngineQuota):
             if known is None and live_tickets >= limits.max_waiting:
                 return None, -1
             enq = known["enq"] if known else now
-            self._tickets[ticket] = {"id": ticket, "c": clinic_id, "p": priority, "enq": enq,
-                                     "exp": now + limits.ticket_ttl_seconds}
+            self._tickets[ticket] = {
+                "id": ticket,
+                "c": clinic_id,
+                "p": priority,
+                "enq": enq,
+                "exp": now + limits.ticket_ttl_seconds,
+            }
             active: dict[str, int] = {}
             for leases in self._leases.values():
                 for lease_id, (clinic, expiry) in list(leases.items()):
@@ -369,9 +382,7 @@ class RedisEngineQuota(EngineQuota):
     async def usage(self) -> dict[str, int]:
         client = self._redis()
         now_ms = int(time.time() * 1000)
-        return {
-            r: int(await client.zcount(f"{self.prefix}:leases:{r}", now_ms, "+inf")) for r in self.limits.regions
-        }
+        return {r: int(await client.zcount(f"{self.prefix}:leases:{r}", now_ms, "+inf")) for r in self.limits.regions}
 
 
 def limits_from_settings(**overrides: Any) -> QuotaLimits:
@@ -397,7 +408,12 @@ class LeasedStream(EngineStream):
     """An upstream stream holding a quota lease: renews it while open and
     releases it on ``aclose``."""
 
+    open_streams = 0  # in this process (voiceai_engine_streams_active)
+    engine_name = "unknown"  # metric label, set by QuotaOpener
+
     def __init__(self, inner: EngineStream, quota: EngineQuota, lease: StreamLease) -> None:
+        LeasedStream.open_streams += 1
+        self._counted = True
         self.inner = inner
         self.lease = lease
         self.native_finalize = getattr(inner, "native_finalize", True)
@@ -410,7 +426,7 @@ class LeasedStream(EngineStream):
             try:
                 await self._quota.renew(self.lease)
             except Exception:
-                logger.warning("engine lease renewal failed", extra={"region": self.lease.region})
+                logger.warning("engine_lease_renewal_failed", region=self.lease.region)
 
     def send_audio(self, chunk: bytes) -> None:
         self.inner.send_audio(chunk)
@@ -426,6 +442,7 @@ class LeasedStream(EngineStream):
             async for event in self.inner.events():
                 yield event
         except EngineError as exc:
+            ENGINE_STREAM_FAILURES.labels(engine=self.engine_name, retryable=str(exc.retryable).lower()).inc()
             # A region failing mid-stream: the retry should go elsewhere.
             if exc.code in _REGION_TROUBLE:
                 with contextlib.suppress(Exception):
@@ -433,6 +450,9 @@ class LeasedStream(EngineStream):
             raise
 
     async def aclose(self) -> None:
+        if self._counted:
+            self._counted = False
+            LeasedStream.open_streams -= 1
         self._renewer.cancel()
         try:
             await self.inner.aclose()
@@ -473,6 +493,7 @@ class QuotaOpener:
         try:
             inner = await self.engine.open_stream(dataclasses.replace(config, extra=extra))
         except EngineError as exc:
+            ENGINE_STREAM_FAILURES.labels(engine=self.engine.name, retryable=str(exc.retryable).lower()).inc()
             await self.quota.release(lease)
             if exc.code in _REGION_TROUBLE:
                 await self.quota.mark_region_down(lease.region)
@@ -481,7 +502,10 @@ class QuotaOpener:
             await asyncio.shield(self.quota.release(lease))
             raise
         self.regions_used.append(lease.region)
-        return LeasedStream(inner, self.quota, lease)
+        ENGINE_STREAM_STARTS.labels(engine=self.engine.name).inc()
+        leased = LeasedStream(inner, self.quota, lease)
+        leased.engine_name = self.engine.name
+        return leased
 
 
 def open_for_producer(producer: Any, engine: Engine, config: StreamConfig) -> EngineStream:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,8 +30,9 @@ from channels.db import database_sync_to_async
 from transcription.engine_quota import QuotaOpener, get_engine_quota
 from transcription.engines.base import Engine, EngineError, EngineStream, StreamConfig, TranscriptEvent
 from transcription.resilient import ResilientStream, open_resilient
+from voiceai.logging import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 LATE_COMPLETION_SECONDS = 30 * 60.0
 _LATE: set[asyncio.Task] = set()
@@ -84,8 +84,7 @@ class ProducerEngineStream(EngineStream):
                         finals[event.segment_id] = event
         except (EngineError, TimeoutError) as exc:
             logger.warning(
-                "late transcription incomplete",
-                extra={"session_id": str(self._session_id), "code": getattr(exc, "code", "timeout")},
+                "late_transcription_incomplete", session_id=str(self._session_id), code=getattr(exc, "code", "timeout")
             )
         finally:
             await self.inner.aclose()
@@ -95,7 +94,7 @@ class ProducerEngineStream(EngineStream):
                     principal=self._principal, session_id=self._session_id, finals=list(finals.values())
                 )
             except Exception:
-                logger.exception("late finals not stored", extra={"session_id": str(self._session_id)})
+                logger.exception("late_finals_not_stored", session_id=str(self._session_id))
 
 
 def _late_finals_store(*, principal: Any, session_id: Any, finals: list[TranscriptEvent]) -> None:
@@ -118,7 +117,7 @@ def _late_finals_store(*, principal: Any, session_id: Any, finals: list[Transcri
         actor=principal,
         details={"late_segments": len(finals)},
     )
-    logger.info("late finals stored", extra={"session_id": str(session.pk), "segments": len(finals)})
+    logger.info("late_finals_stored", session_id=str(session.pk), segments=len(finals))
 
 
 def open_for_producer(producer: Any, engine: Engine, config: StreamConfig) -> EngineStream:

@@ -31,15 +31,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from transcription.engines.base import Engine, EngineError, EngineStream, StreamConfig, TranscriptEvent
+from voiceai.logging import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 Opener = Callable[[StreamConfig], Awaitable[EngineStream]]
 Notice = Callable[[dict], None]
@@ -318,22 +318,17 @@ class ResilientStream(EngineStream):
     async def _retry_or_fail(self, exc: EngineError, attempt: int) -> int:
         attempt += 1
         if not exc.retryable or attempt > self._policy.max_retries:
-            logger.warning(
-                "engine stream failed",
-                extra={"session_id": self._config.session_id, "code": exc.code, "attempts": attempt},
-            )
+            logger.warning("engine_stream_failed", session_id=self._config.session_id, code=exc.code, attempts=attempt)
             final = EngineError(str(exc), code=exc.code, retryable=False)
             if self._on_failed is not None:
                 try:
                     await self._on_failed(final)
                 except Exception:
-                    logger.exception("engine failure hook failed", extra={"session_id": self._config.session_id})
+                    logger.exception("engine_failure_hook_failed", session_id=self._config.session_id)
             self._out.put_nowait(final)
             raise _Failed
         delay = self._policy.backoff(attempt)
-        logger.info(
-            "engine stream retry", extra={"session_id": self._config.session_id, "code": exc.code, "attempt": attempt}
-        )
+        logger.info("engine_stream_retry", session_id=self._config.session_id, code=exc.code, attempt=attempt)
         self._notice(
             {
                 "type": "Warning",

@@ -31,8 +31,13 @@ async def _run(stream, chunks, *, end=True):
 
 
 async def test_it_maps_partials_finals_revisions_and_session_times(aws_engine, transcribe_standin):
-    config = _config(language="ja-JP", vocabulary_name="clinic-terms", show_speaker_labels=True,
-                     start_offset_ms=60_000, extra={"region": "us-west-2"})
+    config = _config(
+        language="ja-JP",
+        vocabulary_name="clinic-terms",
+        show_speaker_labels=True,
+        start_offset_ms=60_000,
+        extra={"region": "us-west-2"},
+    )
     stream = await aws_engine.open_stream(config)
     events = await _run(stream, numbered_chunks(12))
     await stream.aclose()
@@ -139,8 +144,11 @@ async def test_it_times_out_a_server_that_never_answers_as_retryable(aws_engine,
 
 async def test_it_reports_an_unreachable_endpoint_as_retryable(standin_cert, unused_tcp_port):
     engine = AwsTranscribeEngine(
-        regions=["ap-northeast-1"], endpoint_url=f"https://127.0.0.1:{unused_tcp_port}",
-        ca_file=standin_cert[0], credentials=("AKID", "secret"), open_timeout=3,
+        regions=["ap-northeast-1"],
+        endpoint_url=f"https://127.0.0.1:{unused_tcp_port}",
+        ca_file=standin_cert[0],
+        credentials=("AKID", "secret"),
+        open_timeout=3,
     )
     with pytest.raises(EngineError) as caught:
         await engine.open_stream(_config())

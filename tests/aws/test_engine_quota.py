@@ -219,7 +219,11 @@ def test_it_holds_the_limit_across_two_processes():
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _COMPETITOR, settings.REDIS_URL, prefix, name, "12"],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for name in ("p1", "p2")
     ]

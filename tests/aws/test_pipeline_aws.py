@@ -125,6 +125,7 @@ async def test_it_completes_a_queued_session_after_the_producer_closed(
     import json
 
     from sessions.models import TranscriptSegment
+
     monkeypatch.setattr("transcription.stream_endings.ENGINE_DRAIN_SECONDS", 0.3)
     _first, comm1 = await _open(principal_clinician_a)
     for chunk in numbered_chunks(3, first=100):
@@ -143,8 +144,9 @@ async def test_it_completes_a_queued_session_after_the_producer_closed(
     await comm1.disconnect()
 
     def texts():
-        return list(TranscriptSegment.objects.filter(session_id=second.pk).order_by("start_ms")
-                    .values_list("text", flat=True))
+        return list(
+            TranscriptSegment.objects.filter(session_id=second.pk).order_by("start_ms").values_list("text", flat=True)
+        )
 
     rows: list[str] = []
 

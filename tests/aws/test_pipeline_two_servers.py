@@ -61,7 +61,12 @@ def _finals(messages):
 
 
 async def test_it_queues_over_the_quota_across_two_processes_then_transcribes(
-    clean_quota_keys, server_factory, transcribe_standin, standin_cert, principal_clinician_a, principal_b  # noqa: F811
+    clean_quota_keys,
+    server_factory,  # noqa: F811
+    transcribe_standin,
+    standin_cert,
+    principal_clinician_a,
+    principal_b,
 ):
     env = {
         "TRANSCRIPTION_ENGINE": "aws",

@@ -83,8 +83,12 @@ def s3_bucket(moto, settings, tmp_path):
                 "default_acl": None,
                 "querystring_auth": False,
                 # Fail fast while S3 is down, so the pipeline's own retry shows.
-                "client_config": Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=1,
-                                        read_timeout=5, signature_version="s3v4"),
+                "client_config": Config(
+                    retries={"max_attempts": 1, "mode": "standard"},
+                    connect_timeout=1,
+                    read_timeout=5,
+                    signature_version="s3v4",
+                ),
             },
         },
     }

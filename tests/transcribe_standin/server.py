@@ -92,9 +92,7 @@ class TranscribeStandin:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(self.cert_file, self.key_file)
             ctx.set_alpn_protocols(["h2"])
-            self._server = self._loop.run_until_complete(
-                asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=ctx)
-            )
+            self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=ctx))
             self.port = self._server.sockets[0].getsockname()[1]
             ready.set()
             self._loop.run_forever()
@@ -228,8 +226,12 @@ class _StreamState:
             body = json.dumps({"Message": f"stand-in {error_type}"}).encode()
             self.conn.send_headers(
                 self.stream_id,
-                [(":status", str(status)), ("x-amzn-errortype", f"{error_type}:"),
-                 ("content-type", "application/x-amz-json-1.1"), ("content-length", str(len(body)))],
+                [
+                    (":status", str(status)),
+                    ("x-amzn-errortype", f"{error_type}:"),
+                    ("content-type", "application/x-amz-json-1.1"),
+                    ("content-length", str(len(body))),
+                ],
             )
             self.conn.send_data(self.stream_id, body, end_stream=True)
             self.closed = True
@@ -239,9 +241,13 @@ class _StreamState:
         echoed = [(k, v) for k, v in request_headers.items() if k.startswith("x-amzn-transcribe-")]
         self.conn.send_headers(
             self.stream_id,
-            [(":status", "200"), ("content-type", "application/vnd.amazon.eventstream"),
-             ("x-amzn-request-id", str(uuid.uuid4())), ("x-amzn-transcribe-session-id", str(uuid.uuid4())),
-             *echoed],
+            [
+                (":status", "200"),
+                ("content-type", "application/vnd.amazon.eventstream"),
+                ("x-amzn-request-id", str(uuid.uuid4())),
+                ("x-amzn-transcribe-session-id", str(uuid.uuid4())),
+                *echoed,
+            ],
         )
         self._flush()
         self.headers_sent.set()
@@ -282,8 +288,11 @@ class _StreamState:
                 self.writer.transport.abort()
                 return
             await self._send_message(
-                {":message-type": "exception", ":exception-type": scenario.fail_exception,
-                 ":content-type": "application/json"},
+                {
+                    ":message-type": "exception",
+                    ":exception-type": scenario.fail_exception,
+                    ":content-type": "application/json",
+                },
                 json.dumps({"Message": f"stand-in {scenario.fail_exception}"}).encode(),
                 end=True,
             )
@@ -309,18 +318,29 @@ class _StreamState:
         if self.record.scenario.result_delay:
             await asyncio.sleep(self.record.scenario.result_delay)
         items = [
-            {"StartTime": (self.words_start_ms + i * self.server.window_ms) / 1000,
-             "EndTime": (self.words_start_ms + (i + 1) * self.server.window_ms) / 1000,
-             "Type": "pronunciation", "Content": word, "Confidence": 0.9, "Speaker": "0"}
+            {
+                "StartTime": (self.words_start_ms + i * self.server.window_ms) / 1000,
+                "EndTime": (self.words_start_ms + (i + 1) * self.server.window_ms) / 1000,
+                "Type": "pronunciation",
+                "Content": word,
+                "Confidence": 0.9,
+                "Speaker": "0",
+            }
             for i, word in enumerate(self.words)
         ]
-        body = {"Transcript": {"Results": [{
-            "ResultId": self.result_id,
-            "StartTime": self.words_start_ms / 1000,
-            "EndTime": self.position_ms / 1000,
-            "IsPartial": is_partial,
-            "Alternatives": [{"Transcript": " ".join(self.words), "Items": items}],
-        }]}}
+        body = {
+            "Transcript": {
+                "Results": [
+                    {
+                        "ResultId": self.result_id,
+                        "StartTime": self.words_start_ms / 1000,
+                        "EndTime": self.position_ms / 1000,
+                        "IsPartial": is_partial,
+                        "Alternatives": [{"Transcript": " ".join(self.words), "Items": items}],
+                    }
+                ]
+            }
+        }
         await self._send_message(
             {":message-type": "event", ":event-type": "TranscriptEvent", ":content-type": "application/json"},
             json.dumps(body).encode(),

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -34,8 +33,9 @@ from awscrt.exceptions import AwsCrtError
 from django.conf import settings
 
 from transcription.engines.base import Engine, EngineError, EngineStream, StreamConfig, TranscriptEvent
+from voiceai.logging import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 # The SDK's documented maximum audio event size.
 MAX_CHUNK_BYTES = 32 * 1024
@@ -173,7 +173,7 @@ class AwsTranscribeStream(EngineStream):
             raise
         except Exception as exc:
             error = translate_error(exc)
-            logger.info("aws stream failed", extra={"session_id": self._config.session_id, "code": error.code})
+            logger.info("aws_stream_failed", session_id=self._config.session_id, code=error.code)
             self._out.put_nowait(error)
 
     async def _check_completed(self) -> None:
@@ -257,9 +257,7 @@ class AwsTranscribeEngine(Engine):
         client = self._clients.get(region)
         if client is None:
             resolver = StaticEndpointResolver(self.endpoint_url) if self.endpoint_url else None
-            creds: CredentialResolver | None = (
-                StaticCredentialResolver(*self.credentials) if self.credentials else None
-            )
+            creds: CredentialResolver | None = StaticCredentialResolver(*self.credentials) if self.credentials else None
             client = TranscribeStreamingClient(region=region, endpoint_resolver=resolver, credential_resolver=creds)
             if self.ca_file:
                 # The SDK builds its TLS context with the system trust store
@@ -289,6 +287,6 @@ class AwsTranscribeEngine(Engine):
             )
         except Exception as exc:
             error = translate_error(exc)
-            logger.info("aws stream open failed", extra={"session_id": config.session_id, "code": error.code})
+            logger.info("aws_stream_open_failed", session_id=config.session_id, code=error.code)
             raise error from None
         return AwsTranscribeStream(sdk_stream, config, region)
