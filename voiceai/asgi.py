@@ -12,6 +12,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from transcription.routing import WebSocketOriginGuard, websocket_urlpatterns  # noqa: E402
+from voiceai.cloudwatch import start_publisher as start_cloudwatch_publisher  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -22,6 +23,10 @@ application = ProtocolTypeRouter(
         "websocket": WebSocketOriginGuard(URLRouter(websocket_urlpatterns)),
     }
 )
+
+# On AWS: scaling and alarm metrics to CloudWatch once a minute (no-op
+# unless CLOUDWATCH_METRICS_NAMESPACE is set).
+start_cloudwatch_publisher()
 
 # The start-up heap (~75k objects after django.setup()) would otherwise be
 # rescanned by every full collection, a ~45 ms stall for every stream

@@ -22,6 +22,9 @@ ENGINE_STREAM_FAILURES = Counter(
     "voiceai_engine_stream_failures_total", "Upstream engine stream failures", ["engine", "retryable"]
 )
 ENGINE_STREAMS_ACTIVE = Gauge("voiceai_engine_streams_active", "Upstream engine streams open in this process")
+ENGINE_REGION_STREAMS = Gauge(
+    "voiceai_engine_region_streams", "Upstream engine streams open in this process, per Transcribe region", ["region"]
+)
 ENGINE_QUEUE_LENGTH = Gauge("voiceai_engine_queue_length", "Sessions waiting for an engine stream slot")
 ENGINE_STREAM_QUOTA = Gauge("voiceai_engine_stream_quota", "Configured concurrent engine streams per region")
 HTTP_REQUESTS = Counter("voiceai_http_requests_total", "HTTP requests by status class", ["status_class"])
