@@ -214,8 +214,10 @@ async def _transcribe(*, principal: Principal, session_id: Any, pcm: bytes) -> N
     )
     paced = bool(getattr(engine, "uses_engine_quota", False))
     if paced:
+        # One below the clinic's live sessions: a waiting consultation goes
+        # before a batch job of the same clinic (aging still moves it up).
         opener = QuotaOpener(
-            engine, get_engine_quota(), clinic_id=str(session.clinic_id), priority=principal.clinic.priority
+            engine, get_engine_quota(), clinic_id=str(session.clinic_id), priority=principal.clinic.priority - 1
         )
         stream = open_resilient(engine, config, opener=opener)
     else:
