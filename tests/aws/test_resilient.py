@@ -190,3 +190,24 @@ async def test_it_buffers_audio_while_the_opener_waits_and_transcribes_it_later(
     events = await _collect(stream)
     await stream.aclose()
     assert _final_words(events) == words(8)
+
+
+async def test_it_keeps_session_times_when_resumed_at_an_offset_and_retried(aws_engine, transcribe_standin):
+    transcribe_standin.script.append(Scenario(fail_after_bytes=3200 * 7, fail_exception="drop"))
+    notices: list[dict] = []
+    stream = ResilientStream(
+        _config(start_offset_ms=60_000),
+        opener=aws_engine.open_stream,
+        policy=ResiliencePolicy(backoff_base_seconds=0.01, backoff_max_seconds=0.05),
+        on_notice=notices.append,
+    )
+    for chunk in numbered_chunks(10):
+        stream.send_audio(chunk)
+    await stream.end()
+    events = await _collect(stream)
+    await stream.aclose()
+    finals = [e for e in events if e.is_final]
+    assert _final_words(events) == words(10)
+    assert [(f.start_ms, f.end_ms) for f in finals] == [(60_000, 60_500), (60_500, 61_000)]
+    assert finals[1].segment_id.startswith("aws-60500-")
+    assert len(notices) == 1
