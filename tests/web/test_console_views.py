@@ -182,3 +182,18 @@ def test_it_logs_out_on_post(clinician_a):
     client = signed_in(clinician_a)
     assert client.post("/accounts/logout/").status_code == 302
     assert client.get("/").status_code == 302
+
+
+def test_it_shows_an_ended_consultation_on_the_live_page_without_following(session_a, clinician_a):
+    html = signed_in(clinician_a).get(f"/sessions/{session_a.pk}/live/").content.decode()
+    assert 'data-follow="false"' in html
+    assert "no fever" in html
+    assert AuditEvent.objects.filter(action="transcript.read", details__format="console-live").count() == 1
+
+
+def test_it_follows_an_open_consultation_over_the_live_socket(clinic_a, clinician_a):
+    live = _make(clinic_a, status="live")
+    html = signed_in(clinician_a).get(f"/sessions/{live.pk}/live/").content.decode()
+    assert 'data-follow="true"' in html
+    assert f'data-live-url="/ws/v1/sessions/{live.pk}/live"' in html
+    assert not AuditEvent.objects.filter(action="transcript.read").exists()  # the socket audits the live view

@@ -92,3 +92,9 @@ def test_it_ships_a_compiled_catalogue_matching_the_po_file():
         if (compiled.pgettext(ctxt, msgid) if ctxt else compiled.gettext(msgid)) != text
     ]
     assert stale == [], "run: manage.py compilemessages -l ja"
+
+
+def test_it_labels_the_spoken_language_apart_from_the_interface_language(session_a, clinician_a):
+    html = signed_in(clinician_a).get(f"/sessions/{session_a.pk}/", HTTP_ACCEPT_LANGUAGE="ja").content.decode()
+    assert "<dt>言語</dt><dd>英語</dd>" in html
+    assert "表示言語" in html  # the interface language switcher's label
