@@ -116,6 +116,17 @@ def test_it_records_a_consultation_resumes_after_a_server_drop_and_stores_every_
     page.get_by_role("link", name="Open this consultation's page").click()
     expect(page.locator("#transcript li.final")).to_have_count(len(stored_ids))
     expect(page.locator("audio")).to_have_attribute("src", f"/api/v1/sessions/{session_id}/audio/")
+    # The player streams the stored WAV with the signed-in session.
+    duration = page.evaluate(
+        """() => new Promise((resolve, reject) => {
+          const audio = document.querySelector('audio');
+          audio.addEventListener('loadedmetadata', () => resolve(audio.duration));
+          audio.addEventListener('error', () => reject(new Error('audio error ' + audio.error.code)));
+          audio.preload = 'metadata';
+          audio.load();
+        })"""
+    )
+    assert abs(duration - len(sent) / 32_000) < 0.1
     screenshot(page, "session-detail")
 
 
