@@ -12,9 +12,12 @@ an ``Error`` message and a documented close code instead of a bare HTTP 403.
 
 from __future__ import annotations
 
+import re
+import uuid
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qs
 
+import structlog
 from channels.layers import get_channel_layer
 from django.conf import settings
 
@@ -24,12 +27,27 @@ from transcription.live_state import get_live_store
 from transcription.stream import ProducerStream, new_owner_id
 from transcription.viewer import ViewerStream
 from transcription.wire import Close, StreamError, WsSocket
+from voiceai import drain
 from voiceai.errors import DomainError, NotFound
 from voiceai.logging import get_logger
+from voiceai.metrics import WS_CONNECTIONS
 
 log = get_logger(__name__)
 
 _ENDED = ("ended", "failed")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _bind_log_context(scope) -> None:
+    """Every log line of this connection (and of the tasks it starts)
+    carries request_id and session_id; clinic_id is added once authorized.
+    Each connection runs in its own task, so the binding is its own."""
+    incoming = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), "")
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(
+        request_id=incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex,
+        session_id=str(scope.get("url_route", {}).get("kwargs", {}).get("session_id", "")),
+    )
 
 
 def _query(scope) -> dict[str, str]:
@@ -81,6 +99,8 @@ async def _authorize(scope, ws: WsSocket) -> persistence.StreamAuth | None:
 class _RawWebSocketApp:
     """``as_asgi()`` for URLRouter, without Channels' consumer machinery."""
 
+    kind = "unknown"  # voiceai_ws_connections label
+
     @classmethod
     def as_asgi(cls):
         async def app(scope, receive, send):
@@ -92,25 +112,38 @@ class _RawWebSocketApp:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
+        _bind_log_context(scope)
         ws = WsSocket(send)
         await ws.accept()
+        connections = WS_CONNECTIONS.labels(kind=self.kind)
+        connections.inc()
         try:
+            if drain.is_draining():
+                # Refused before the token is consumed: connect again (elsewhere).
+                raise StreamError(
+                    Close.GOING_AWAY, "server_draining", "The server is restarting; connect again.", retryable=True
+                )
             await self.handle(scope, receive, ws)
         except StreamError as exc:
             await ws.fail(exc)
         except Exception:
             log.exception("websocket_failed", path=scope.get("path", ""))
             await ws.fail(StreamError(Close.INTERNAL, "internal_error", "Internal error.", retryable=True))
+        finally:
+            connections.dec()
 
     async def handle(self, scope, receive, ws: WsSocket) -> None:
         raise NotImplementedError
 
 
 class ProducerConsumer(_RawWebSocketApp):
+    kind = "producer"
+
     async def handle(self, scope, receive, ws: WsSocket) -> None:
         auth = await _authorize(scope, ws)
         if auth is None:
             return
+        structlog.contextvars.bind_contextvars(clinic_id=str(auth.session.clinic_id))
         if auth.session.status in _ENDED:
             raise StreamError(Close.CONFLICT, "session_ended", "The session has ended.")
         stream = ProducerStream(
@@ -126,8 +159,11 @@ class ProducerConsumer(_RawWebSocketApp):
 
 
 class ViewerConsumer(_RawWebSocketApp):
+    kind = "viewer"
+
     async def handle(self, scope, receive, ws: WsSocket) -> None:
         auth = await _authorize(scope, ws)
         if auth is None:
             return
+        structlog.contextvars.bind_contextvars(clinic_id=str(auth.session.clinic_id))
         await ViewerStream(ws=ws, auth=auth, layer=get_channel_layer()).run(receive)

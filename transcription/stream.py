@@ -31,7 +31,7 @@ import time
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from transcription import audio_parts, persistence, stream_seams
+from transcription import audio_parts, persistence, stream_metrics, stream_seams
 from transcription.audio import bytes_per_ms, pcm_ms
 from transcription.engines.base import EngineError, EngineStream, StreamConfig, TranscriptEvent
 from transcription.groups import session_group
@@ -90,6 +90,9 @@ class ProducerStream(StreamEndings):
         self.takeover = takeover
         self.sample_rate = self.session.sample_rate
         self.counters = StreamCounters()
+        self.meter = stream_metrics.StreamMeter(
+            clinic_id=self.session.clinic_id, sample_rate=self.sample_rate, time=asyncio.get_running_loop().time
+        )
         bpm = bytes_per_ms(self.sample_rate)
         self._min_frame = int(MIN_FRAME_MS * bpm)
         self._max_frame = int(MAX_FRAME_MS * bpm)
@@ -175,6 +178,7 @@ class ProducerStream(StreamEndings):
             raise
         STATS.streams_active += 1
         STATS.streams_started += 1
+        self.meter.started(received=self.received)
         ACTIVE_STREAMS.add(self)
         await self.ws.send_json(
             {
@@ -309,6 +313,7 @@ class ProducerStream(StreamEndings):
                     await self._on_event(event)
                 return
             except EngineError as exc:
+                stream_metrics.pump_failed(self, exc)
                 if not exc.retryable or self.counters.engine_restarts >= MAX_ENGINE_RESTARTS or self._finished:
                     log.warning("engine_failed", session_id=str(self.session.pk), code=exc.code)
                     self._stop(StreamError(Close.INTERNAL, exc.code, "The speech engine failed.", retryable=True))
@@ -325,6 +330,7 @@ class ProducerStream(StreamEndings):
                     return
 
     async def _on_event(self, event: TranscriptEvent) -> None:
+        self.meter.transcript(event)
         if event.is_final:
             if event.segment_id in self._stored_ids or any(
                 f.segment_id == event.segment_id for f in self._pending_finals
@@ -414,6 +420,7 @@ class ProducerStream(StreamEndings):
             raise StreamError(Close.CONFLICT, "taken_over", "Another connection took this session over.")
 
     async def _ack(self) -> None:
+        self.meter.acked(received=self.received, last_frame_at=self._last_activity)
         self._acked_at_received = self.received
         await self.ws.send_json({"type": "Ack", "audio_bytes_durable": self.durable})
         self.counters.acks_out += 1
@@ -431,6 +438,7 @@ class ProducerStream(StreamEndings):
             except Exception:
                 self._flush_failures += 1
                 STATS.flush_failures += 1
+                stream_metrics.storage_error("flush")
                 log.warning("flush_failed", session_id=str(self.session.pk), failures=self._flush_failures)
                 if self._flush_failures >= MAX_FLUSH_FAILURES:
                     raise StreamError(

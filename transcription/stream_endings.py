@@ -141,6 +141,7 @@ class StreamEndings:
                 durable=self.durable,
             )
         STATS.streams_active -= 1
+        self.meter.stopped(received=self.received)
         STATS.closes[close_code] += 1
         ACTIVE_STREAMS.discard(self)
         log.info(

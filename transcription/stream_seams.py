@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from transcription.audio import ms_to_bytes
 from transcription.engines import get_engine
-from transcription.engines.base import EngineStream, StreamConfig
+from transcription.engines.base import EngineError, EngineStream, StreamConfig
 from transcription.groups import session_group
 
 if TYPE_CHECKING:
@@ -85,7 +85,15 @@ async def default_engine_opener(stream: ProducerStream, config: StreamConfig) ->
         from transcription.engine_quota import open_for_producer
 
         return open_for_producer(stream, engine, config)
-    return await engine.open_stream(config)
+    from transcription import stream_metrics
+
+    try:
+        opened = await engine.open_stream(config)
+    except EngineError as exc:
+        stream_metrics.engine_failed(engine.name, retryable=exc.retryable)
+        raise
+    stream_metrics.engine_started(engine.name)
+    return opened
 
 
 engine_opener: EngineOpener = default_engine_opener

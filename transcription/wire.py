@@ -13,6 +13,8 @@ import contextlib
 import json
 from typing import Any
 
+from voiceai.metrics import WS_CLOSES
+
 PROTOCOL_VERSION = 1
 CONTROL_TYPES = frozenset({"KeepAlive", "Finalize", "CloseStream"})
 MAX_TEXT_BYTES = 4096
@@ -75,6 +77,7 @@ class WsSocket:
             return
         self.closed = True
         self.close_code = code
+        WS_CLOSES.labels(code=str(code)).inc()
         # Already gone: nothing left to close.
         with contextlib.suppress(Exception):
             await self._send({"type": "websocket.close", "code": code})

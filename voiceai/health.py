@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from voiceai import drain
 from voiceai.logging import get_logger
 
 log = get_logger(__name__)
@@ -76,6 +77,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_http_methods(["GET", "HEAD"])
 def readyz(request: HttpRequest) -> JsonResponse:
+    if drain.is_draining():
+        # SIGTERM received (voiceai.drain): the load balancer must stop
+        # sending new connections here while the live ones are moved.
+        return JsonResponse({"status": "draining"}, status=503)
     results: dict[str, str] = {}
     for name, check in readiness_checks().items():
         try:

@@ -7,6 +7,7 @@ transcript text, patient references, API keys or tokens: log ids and counts.
 """
 
 import logging
+import re
 
 import structlog
 
@@ -18,11 +19,25 @@ _shared = [
 ]
 
 
+# Query strings carry credentials (``?token=`` of a stream URL): servers'
+# own lines such as uvicorn's '"WebSocket /ws/...?token=..." [accepted]'
+# keep the path and lose the query.
+_QUERY = re.compile(r"(?<=[\w/])\?[^\s\"']+")
+
+
+def _redact_query_strings(logger: object, method: str, event_dict: dict) -> dict:
+    event = event_dict.get("event")
+    if isinstance(event, str) and "?" in event:
+        event_dict["event"] = _QUERY.sub("?[redacted]", event)
+    return event_dict
+
+
 def JsonFormatter() -> logging.Formatter:  # noqa: N802 - used as a dictConfig factory
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _redact_query_strings,
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(),
         ],

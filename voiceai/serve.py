@@ -1,0 +1,93 @@
+"""The production launcher: ``python -m voiceai.serve [--host H] [--port P]``.
+
+uvicorn with the settings the measurements chose (``websockets``
+implementation, no access log) and one difference from ``uvicorn`` on the
+command line: the first SIGTERM (or Ctrl-C) *drains* the process before
+uvicorn stops it (``voiceai.drain``: readiness fails, new streams are
+refused with 1012, live producers are flushed, acknowledged and closed with
+1012 so they resume on another process), bounded by DRAIN_SECONDS. A second
+SIGINT stops at once.
+
+uvicorn installs its own handlers for SIGTERM/SIGINT while it serves, so a
+handler set by the app would be replaced; wrapping ``Server.handle_exit``
+is the hook that survives. Logging is left to Django's LOGGING (JSON lines):
+``log_config=None`` keeps uvicorn from installing its plain-text handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+from types import FrameType
+
+import uvicorn
+
+# How long uvicorn waits, after the drain, for what is left (viewers, HTTP
+# requests) before cancelling it.
+AFTER_DRAIN_GRACE_SECONDS = 5
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, *, drain_seconds: float) -> None:
+        super().__init__(config)
+        self.drain_seconds = drain_seconds
+        self._drain_task: asyncio.Task | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain_task is not None or self.should_exit:
+            # A second signal: SIGINT forces the exit, SIGTERM is ignored
+            # while the drain runs (it has its own deadline).
+            if sig == signal.SIGINT or self._drain_task is None:
+                super().handle_exit(sig, frame)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not serving yet: nothing to drain
+            super().handle_exit(sig, frame)
+            return
+        self._drain_task = loop.create_task(self._drain_then_exit(sig))
+
+    async def _drain_then_exit(self, sig: int) -> None:
+        from voiceai import drain
+
+        try:
+            await drain.drain(self.drain_seconds)
+        finally:
+            super().handle_exit(sig, None)
+
+
+def build(host: str, port: int, *, drain_seconds: float | None = None) -> DrainingServer:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceai.settings")
+    from django.conf import settings
+
+    config = uvicorn.Config(
+        "voiceai.asgi:application",
+        host=host,
+        port=port,
+        ws="websockets",
+        lifespan="off",  # Django's ASGI app has no lifespan protocol
+        access_log=False,
+        log_config=None,
+        proxy_headers=True,  # client IPs from X-Forwarded-For of FORWARDED_ALLOW_IPS (default 127.0.0.1)
+        timeout_graceful_shutdown=AFTER_DRAIN_GRACE_SECONDS,
+    )
+    return DrainingServer(config, drain_seconds=settings.DRAIN_SECONDS if drain_seconds is None else drain_seconds)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m voiceai.serve", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))  # noqa: S104 - a container's listener
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    args = parser.parse_args(argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceai.settings")
+    import django
+
+    # Settings (and LOGGING) before uvicorn logs its first line.
+    django.setup(set_prefix=False)
+    build(args.host, args.port).run()
+
+
+if __name__ == "__main__":
+    main()
