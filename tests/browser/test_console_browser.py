@@ -127,6 +127,9 @@ def test_it_records_a_consultation_resumes_after_a_server_drop_and_stores_every_
         })"""
     )
     assert abs(duration - len(sent) / 32_000) < 0.1
+    txt = page.evaluate(f"() => fetch('/api/v1/sessions/{session_id}/transcript/?format=txt').then(r => r.text())")
+    first_final = page.locator("#transcript li.final .text").first.inner_text()
+    assert first_final and first_final in txt
     screenshot(page, "session-detail")
 
 
