@@ -166,4 +166,4 @@ class ViewerConsumer(_RawWebSocketApp):
         if auth is None:
             return
         structlog.contextvars.bind_contextvars(clinic_id=str(auth.session.clinic_id))
-        await ViewerStream(ws=ws, auth=auth, layer=get_channel_layer()).run(receive)
+        await ViewerStream(ws=ws, auth=auth, layer=get_channel_layer(), live=get_live_store()).run(receive)

@@ -10,6 +10,10 @@ With REDIS_URL, state lives in Redis so any process can take a session over:
   session ids scored by lease expiry: the quota counts members whose lease
   is still running, so a process killed with ``kill -9`` leaks its slots for
   at most one lease (SESSION_LEASE_SECONDS).
+- ``clinic:{clinic_id}:session:{session_id}:viewers``, a sorted set of the
+  viewer connections scored by presence expiry. The producer reads the
+  count when it renews its lease and sends partials to the channel layer
+  only while someone watches (finals always go).
 
 Every check-and-set runs as one Lua script (atomic in Redis). Without
 REDIS_URL an in-process store with the same semantics serves the single
@@ -30,6 +34,10 @@ from transcription.groups import live_state_key
 
 def quota_key(clinic_id: object) -> str:
     return f"clinic:{clinic_id}:streams"
+
+
+def viewers_key(clinic_id: object, session_id: object) -> str:
+    return f"{live_state_key(clinic_id, session_id)}:viewers"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +63,12 @@ return {1, owner or ''}
 """
 
 _RENEW = """
-if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return {0, 0} end
 redis.call('HSET', KEYS[1], 'lease_until', ARGV[2], 'durable_bytes', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-return 1
+return {1, redis.call('ZCOUNT', KEYS[3], ARGV[6], '+inf')}
 """
 
 _RELEASE = """
@@ -93,6 +101,22 @@ class LiveStore:
 
     async def renew(self, *, clinic_id: object, session_id: object, owner: str, durable_bytes: int) -> bool:
         """Extend the lease (and the quota slot); False if ``owner`` lost it."""
+        owned, _ = await self.renew_status(
+            clinic_id=clinic_id, session_id=session_id, owner=owner, durable_bytes=durable_bytes
+        )
+        return owned
+
+    async def renew_status(
+        self, *, clinic_id: object, session_id: object, owner: str, durable_bytes: int
+    ) -> tuple[bool, int]:
+        """``renew`` plus the number of viewers present (0 when not owned)."""
+        raise NotImplementedError
+
+    async def viewer_touch(self, *, clinic_id: object, session_id: object, viewer: str) -> None:
+        """Mark a viewer present for one lease; viewers repeat it while open."""
+        raise NotImplementedError
+
+    async def viewer_leave(self, *, clinic_id: object, session_id: object, viewer: str) -> None:
         raise NotImplementedError
 
     async def release(self, *, clinic_id: object, session_id: object, owner: str, durable_bytes: int) -> None:
@@ -138,13 +162,26 @@ class RedisLiveStore(LiveStore):
         )
         return Claim(ok=bool(int(ok)), previous_owner=str(previous or ""))
 
-    async def renew(self, *, clinic_id: object, session_id: object, owner: str, durable_bytes: int) -> bool:
-        lease = self.lease_ms()
-        ok = await self._renew(
-            keys=[live_state_key(clinic_id, session_id), quota_key(clinic_id)],
-            args=[owner, _now_ms() + lease, durable_bytes, lease * 4, str(session_id)],
+    async def renew_status(
+        self, *, clinic_id: object, session_id: object, owner: str, durable_bytes: int
+    ) -> tuple[bool, int]:
+        now, lease = _now_ms(), self.lease_ms()
+        ok, viewers = await self._renew(
+            keys=[live_state_key(clinic_id, session_id), quota_key(clinic_id), viewers_key(clinic_id, session_id)],
+            args=[owner, now + lease, durable_bytes, lease * 4, str(session_id), now],
         )
-        return bool(int(ok))
+        return bool(int(ok)), int(viewers)
+
+    async def viewer_touch(self, *, clinic_id: object, session_id: object, viewer: str) -> None:
+        key, lease = viewers_key(clinic_id, session_id), self.lease_ms()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(key, {viewer: _now_ms() + lease})
+            pipe.zremrangebyscore(key, "-inf", _now_ms())
+            pipe.pexpire(key, lease * 4)
+            await pipe.execute()
+
+    async def viewer_leave(self, *, clinic_id: object, session_id: object, viewer: str) -> None:
+        await self._redis.zrem(viewers_key(clinic_id, session_id), viewer)
 
     async def release(self, *, clinic_id: object, session_id: object, owner: str, durable_bytes: int) -> None:
         await self._release(
@@ -176,6 +213,7 @@ class MemoryLiveStore(LiveStore):
     def __init__(self) -> None:
         self._hashes: dict[str, dict[str, str]] = {}
         self._quota: dict[str, dict[str, int]] = {}
+        self._viewers: dict[str, dict[str, int]] = {}
 
     async def claim(self, *, clinic_id: object, session_id: object, owner: str, takeover: bool) -> Claim:
         now = _now_ms()
@@ -186,14 +224,27 @@ class MemoryLiveStore(LiveStore):
         state.update(owner=owner, lease_until=str(now + self.lease_ms()))
         return Claim(ok=True, previous_owner=current)
 
-    async def renew(self, *, clinic_id: object, session_id: object, owner: str, durable_bytes: int) -> bool:
+    async def renew_status(
+        self, *, clinic_id: object, session_id: object, owner: str, durable_bytes: int
+    ) -> tuple[bool, int]:
         state = self._hashes.get(live_state_key(clinic_id, session_id), {})
         if state.get("owner") != owner:
-            return False
-        until = _now_ms() + self.lease_ms()
+            return False, 0
+        now = _now_ms()
+        until = now + self.lease_ms()
         state.update(lease_until=str(until), durable_bytes=str(durable_bytes))
         self._quota.setdefault(quota_key(clinic_id), {})[str(session_id)] = until
-        return True
+        present = self._viewers.get(viewers_key(clinic_id, session_id), {})
+        return True, sum(1 for expiry in present.values() if expiry > now)
+
+    async def viewer_touch(self, *, clinic_id: object, session_id: object, viewer: str) -> None:
+        self._viewers.setdefault(viewers_key(clinic_id, session_id), {})[viewer] = _now_ms() + self.lease_ms()
+
+    async def viewer_leave(self, *, clinic_id: object, session_id: object, viewer: str) -> None:
+        present = self._viewers.get(viewers_key(clinic_id, session_id), {})
+        present.pop(viewer, None)
+        if not present:
+            self._viewers.pop(viewers_key(clinic_id, session_id), None)
 
     async def release(self, *, clinic_id: object, session_id: object, owner: str, durable_bytes: int) -> None:
         state = self._hashes.get(live_state_key(clinic_id, session_id), {})

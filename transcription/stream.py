@@ -120,6 +120,8 @@ class ProducerStream(StreamEndings):
         self._flush_failures = 0
         self._last_viewer_partial = 0.0
         self._pending_viewer_partial: dict | None = None
+        # Corrected by every lease renewal (≤ 1 s) and by viewer.joined.
+        self._viewers_present = True
         self._channel: str | None = None
         self._ending: StreamError | None = None  # set when another task decides to close
         self._end_task: asyncio.Task | None = None
@@ -342,6 +344,8 @@ class ProducerStream(StreamEndings):
         await self.ws.send_json(payload)
         self.counters.partials_out += 1
         STATS.partials_out += 1
+        if not self._viewers_present:
+            return  # nobody watches: no channel-layer traffic for partials
         now = self._loop.time()
         if now - self._last_viewer_partial >= VIEWER_PARTIAL_INTERVAL:
             self._last_viewer_partial = now
@@ -407,12 +411,13 @@ class ProducerStream(StreamEndings):
 
     async def _renew(self) -> None:
         try:
-            owned = await self.live.renew(
+            owned, viewers = await self.live.renew_status(
                 clinic_id=self.session.clinic_id,
                 session_id=self.session.pk,
                 owner=self.owner,
                 durable_bytes=self.durable,
             )
+            self._viewers_present = viewers > 0
         except Exception:
             owned = True  # Redis hiccup: keep streaming; storage stays authoritative
             log.warning("lease_renew_failed", session_id=str(self.session.pk))
@@ -485,6 +490,8 @@ class ProducerStream(StreamEndings):
             if kind == "session.ended":
                 self._stop(StreamError(Close.NORMAL, "session_ended", "The session was ended."))
                 return
-            if kind == "stream.takeover" and message.get("owner") != self.owner:
+            if kind == "viewer.joined":
+                self._viewers_present = True
+            elif kind == "stream.takeover" and message.get("owner") != self.owner:
                 self._stop(StreamError(Close.CONFLICT, "taken_over", "Another connection took this session over."))
                 return

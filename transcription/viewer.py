@@ -9,7 +9,8 @@ import contextlib
 
 from transcription import persistence
 from transcription.groups import session_group
-from transcription.stream_seams import STATS, live_group
+from transcription.live_state import LiveStore
+from transcription.stream_seams import STATS, live_group, new_owner_id
 from transcription.wire import PROTOCOL_VERSION, Close, StreamError, WsSocket, parse_control
 from voiceai.logging import get_logger
 
@@ -19,11 +20,13 @@ _ENDED = ("ended", "failed")
 
 
 class ViewerStream:
-    def __init__(self, *, ws: WsSocket, auth: persistence.StreamAuth, layer) -> None:
+    def __init__(self, *, ws: WsSocket, auth: persistence.StreamAuth, layer, live: LiveStore) -> None:
         self.ws = ws
         self.auth = auth
         self.session = auth.session
         self.layer = layer
+        self.live = live
+        self.viewer_id = new_owner_id()
         self._sent_finals: set[str] = set()
         self._channel: str | None = None
         self._groups = [
@@ -37,6 +40,10 @@ class ViewerStream:
             await self._run(receive)
         finally:
             STATS.viewers_active -= 1
+            with contextlib.suppress(Exception):
+                await self.live.viewer_leave(
+                    clinic_id=self.session.clinic_id, session_id=self.session.pk, viewer=self.viewer_id
+                )
             if self._channel is not None:
                 for group in self._groups:
                     with contextlib.suppress(Exception):
@@ -49,6 +56,10 @@ class ViewerStream:
             self._channel = await self.layer.new_channel()
             for group in self._groups:
                 await self.layer.group_add(group, self._channel)
+            # Present before the finals load, so the producer starts sending
+            # partials to the channel layer (finals always go there).
+            await self._touch()
+            await self.layer.group_send(self._groups[0], {"type": "viewer.joined"})
         start = await persistence.db_async(persistence.viewer_start)(
             principal=self.auth.principal, session_id=self.session.pk
         )
@@ -69,7 +80,8 @@ class ViewerStream:
             return
         client = asyncio.ensure_future(self._client_loop(receive))
         events = asyncio.ensure_future(self._event_loop())
-        done, pending = await asyncio.wait({client, events}, return_when=asyncio.FIRST_COMPLETED)
+        presence = asyncio.ensure_future(self._presence_loop())
+        done, pending = await asyncio.wait({client, events, presence}, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
         for task in done:
@@ -106,6 +118,19 @@ class ViewerStream:
             elif kind == "session.ended":
                 await self._end()
                 return
+
+    async def _touch(self) -> None:
+        try:
+            await self.live.viewer_touch(
+                clinic_id=self.session.clinic_id, session_id=self.session.pk, viewer=self.viewer_id
+            )
+        except Exception:
+            log.warning("viewer_presence_failed", session_id=str(self.session.pk))
+
+    async def _presence_loop(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.5, LiveStore.lease_ms() / 3000))
+            await self._touch()
 
     async def _end(self) -> None:
         await self.ws.send_json({"type": "End", "session_id": str(self.session.pk)})
