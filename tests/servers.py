@@ -169,7 +169,21 @@ def _uvicorn_cmd(port: int, extra_args: list[str] | None) -> list[str]:
     ]
 
 
-def spawn_server(*, env: dict[str, str], port: int | None = None, extra_args: list[str] | None = None) -> ServerProcess:
+def _serve_cmd(port: int, extra_args: list[str] | None) -> list[str]:
+    """The production launcher (``python -m voiceai.serve``): uvicorn whose
+    SIGTERM drains the process first (voiceai.drain)."""
+    venv_python = REPO_ROOT / ".venv" / "bin" / "python"
+    python = str(venv_python) if venv_python.exists() else sys.executable
+    return [python, "-m", "voiceai.serve", "--host", "127.0.0.1", "--port", str(port), *(extra_args or [])]
+
+
+def spawn_server(
+    *,
+    env: dict[str, str],
+    port: int | None = None,
+    extra_args: list[str] | None = None,
+    launcher: str | None = None,
+) -> ServerProcess:
     """Start the process without waiting (see ``wait_ready``)."""
     port = port or free_port()
     full_env = {**os.environ, **env}
@@ -178,7 +192,10 @@ def spawn_server(*, env: dict[str, str], port: int | None = None, extra_args: li
     log_fd, log_name = tempfile.mkstemp(prefix=f"voiceai-server-{port}-", suffix=".log")
     try:
         proc = subprocess.Popen(
-            _uvicorn_cmd(port, extra_args),
+            # launcher "serve" (or TEST_SERVER_LAUNCHER=serve): voiceai.serve.
+            (_serve_cmd if (launcher or os.environ.get("TEST_SERVER_LAUNCHER")) == "serve" else _uvicorn_cmd)(
+                port, extra_args
+            ),
             cwd=REPO_ROOT,
             env=full_env,
             stdin=subprocess.DEVNULL,
@@ -206,11 +223,12 @@ def start_server(
     port: int | None = None,
     startup_timeout: float = 30.0,
     extra_args: list[str] | None = None,
+    launcher: str | None = None,
 ) -> ServerProcess:
     """Start uvicorn with ``env`` (merged over os.environ; build it with
     ``base_env``) and wait until it serves HTTP. Raises RuntimeError with the
     server's log if it does not come up in time."""
-    return wait_ready(spawn_server(env=env, port=port, extra_args=extra_args), startup_timeout)
+    return wait_ready(spawn_server(env=env, port=port, extra_args=extra_args, launcher=launcher), startup_timeout)
 
 
 def _wait_ready(server: ServerProcess, timeout: float) -> None:
@@ -243,12 +261,17 @@ def server_factory(tmp_path) -> Iterator:
     media.mkdir(exist_ok=True)
 
     def factory(*, env: dict[str, str] | None = None, port: int | None = None, **kwargs) -> ServerProcess:
-        server = spawn_server(env=base_env(media, **(env or {})), port=port, extra_args=kwargs.get("extra_args"))
+        server = spawn_server(
+            env=base_env(media, **(env or {})),
+            port=port,
+            extra_args=kwargs.get("extra_args"),
+            launcher=kwargs.get("launcher"),
+        )
         servers.append(server)
         return wait_ready(server, kwargs.get("startup_timeout", 30.0))
 
-    def many(n: int, *, env: dict[str, str] | None = None) -> list[ServerProcess]:
-        started = [spawn_server(env=base_env(media, **(env or {}))) for _ in range(n)]
+    def many(n: int, *, env: dict[str, str] | None = None, launcher: str | None = None) -> list[ServerProcess]:
+        started = [spawn_server(env=base_env(media, **(env or {})), launcher=launcher) for _ in range(n)]
         servers.extend(started)
         return [wait_ready(server) for server in started]
 

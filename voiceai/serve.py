@@ -82,10 +82,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     args = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceai.settings")
+    import logging
+
     import django
 
-    # Settings (and LOGGING) before uvicorn logs its first line.
+    # Settings (and LOGGING) before uvicorn logs its first line; warnings
+    # become log records too, so every line on stdout/stderr is JSON.
     django.setup(set_prefix=False)
+    logging.captureWarnings(True)
     build(args.host, args.port).run()
 
 
