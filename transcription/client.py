@@ -152,6 +152,8 @@ class Api:
                 return json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:500].decode("utf-8", "replace")
+            if exc.code >= 500:  # the server is restarting or overloaded: worth retrying
+                raise ConnectionError(f"{method} {path} answered {exc.code}") from None
             raise ClientError(f"{method} {path} answered {exc.code}: {detail}") from None
 
     async def acall(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -224,6 +226,10 @@ class Producer:
         while True:
             self._begun = False
             try:
+                if not first:
+                    # Tokens are single-use: every connection needs a fresh one.
+                    path = f"/api/v1/sessions/{self.session_id}/stream-token/"
+                    self.token = (await self.api.acall("POST", path))["stream_token"]
                 if await self._connection(takeover=not first):
                     return self.result
             except (OSError, TimeoutError, InvalidStatus) as exc:
@@ -244,10 +250,6 @@ class Producer:
                 raise ClientError("could not reconnect; giving up")
             await asyncio.sleep(min(0.2 * 2**failures, 5.0))
             self.result.reconnects += 1
-            # Tokens are single-use: every connection needs a fresh one.
-            self.token = (await self.api.acall("POST", f"/api/v1/sessions/{self.session_id}/stream-token/"))[
-                "stream_token"
-            ]
 
     def _sealed_while_away(self) -> bool:
         # CloseStream went out and the server sealed the session, but the

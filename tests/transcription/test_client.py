@@ -196,6 +196,40 @@ def test_it_resumes_after_a_dropped_connection_without_losing_audio(fake_server,
     assert len(finals) == len(ids)  # ... nor shown twice
 
 
+def test_it_survives_a_killed_server_and_resumes_on_its_replacement(
+    transactional_db, server_factory, api_key_a_clinician
+):
+    first = server_factory(env={"TRANSCRIPTION_ENGINE": "fake"})
+    args = [str(CONSULT), "--url", first.url, "--api-key", api_key_a_clinician, "--speed", "3"]
+    client = subprocess.Popen(
+        [sys.executable, "-m", "transcription.client", *args],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = []
+        while not lines or not lines[-1].startswith("["):  # run until the first final has arrived
+            line = client.stdout.readline()
+            assert line, "".join(lines) + client.stderr.read()
+            lines.append(line)
+        first.kill()  # SIGKILL mid-stream: no flush, no goodbye
+        server_factory(env={"TRANSCRIPTION_ENGINE": "fake"}, port=first.port)  # a new process, same address
+        out, err = client.communicate(timeout=CLIENT_TIMEOUT)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    stdout = "".join(lines) + out
+    assert client.returncode == 0, stdout + err
+    assert "connection lost" in stdout and "resumed at byte" in stdout
+    assert "audio verified" in stdout
+    session = ConsultationSession.objects.get(pk=_session_id(stdout))
+    assert session.audio_sha256 == wav_sha256(_pcm(CONSULT), 16000)
+    ids = list(TranscriptSegment.objects.filter(session=session, is_final=True).values_list("segment_id", flat=True))
+    assert len(ids) == len(set(ids)) == len(_finals(stdout))
+
+
 def test_it_exits_non_zero_when_the_stored_audio_differs(fake_server, api_key_a_clinician):
     # One byte inside the first audio frame's payload (8-byte frame header) is inverted on the way.
     with FaultyProxy(fake_server.port, flip_at=8 + 1000) as proxy:
