@@ -196,14 +196,20 @@ class SealResult:
     sha256: str
 
 
-def session_seal(*, principal: Principal, session_id: object) -> SealResult:
+def session_seal(*, principal: Principal, session_id: object, drop_parts: bool = True) -> SealResult:
     """End of a session's audio: assemble the WAV from the parts, store its
     sha256 and size, write the transcript JSON beside it, mark the session
     ended, audit the audio and transcript writes once, drop the parts.
 
     Storage first, then one transaction; idempotent (a sealed session with
-    no parts left keeps its WAV). The api's REST ``session_end`` may call it
-    when no producer is connected."""
+    no parts left keeps its WAV; with parts left it is rebuilt from them).
+
+    The producer seals on CloseStream and when the session is ended over
+    REST while it streams. For a session ended over REST with no producer
+    connected (its audio is only in parts), call this after the commit
+    with ``drop_parts=False``: a producer that is still finishing may add a
+    last part, and keeping the parts lets its own seal rebuild the WAV in
+    full."""
     session = access_session(principal, session_id)
     index = audio_parts.parts_scan(session)
     if index.part_count == 0 and session.audio_sha256:
@@ -265,7 +271,8 @@ def session_seal(*, principal: Principal, session_id: object) -> SealResult:
             actor=principal,
             details={"segments": len(segments)},
         )
-    audio_parts.parts_delete([link.part for link in index.chain] + _stray_parts(session, index))
+    if drop_parts:
+        audio_parts.parts_delete([link.part for link in index.chain] + _stray_parts(session, index))
     log.info("session_sealed", session_id=str(session.pk), audio_bytes=index.durable_bytes, segments=len(segments))
     return SealResult(audio_bytes=index.durable_bytes, audio_ms=audio_ms, segments=len(segments), sha256=sha256)
 

@@ -255,3 +255,27 @@ async def test_it_drains_on_shutdown_with_1012_after_storing_what_arrived(princi
     begin, _ = await receive_until(resumed, "Begin")
     assert begin["resume_from_byte"] == FRAME * 5
     await resumed.disconnect()
+
+
+async def test_it_seals_a_session_ended_over_rest_without_a_producer(principal_clinician_a, session_a):
+    from transcription.persistence import session_seal
+
+    audio = pcm(FRAME * 12, seed=7)
+    comm = await _connect(session_a, principal_clinician_a)
+    await receive_until(comm, "Begin")
+    for i in range(0, len(audio), FRAME):
+        await comm.send_to(bytes_data=audio[i : i + FRAME])
+    ack = {"audio_bytes_durable": 0}
+    while ack["audio_bytes_durable"] < len(audio):
+        ack, _ = await receive_until(comm, "Ack")
+    await comm.disconnect()  # dropped; the clinician then ends the session in the web app
+
+    sealed = await adb(session_seal)(principal=principal_clinician_a, session_id=session_a.pk, drop_parts=False)
+    again = await adb(session_seal)(principal=principal_clinician_a, session_id=session_a.pk)
+    assert sealed.audio_bytes == again.audio_bytes == len(audio) and sealed.sha256 == again.sha256
+    session = await adb(type(session_a).objects.get)(pk=session_a.pk)
+    assert session.status == SessionStatus.ENDED
+    with default_storage.open(session.storage_key, "rb") as fh:
+        assert fh.read() == wav_bytes(audio, 16000)
+    transcript = default_storage.open(f"{session_a.clinic_id}/{session_a.pk}/transcript.json").read()
+    assert b'"segments"' in transcript
