@@ -389,6 +389,9 @@ def main(argv: list[str]) -> None:
         spec = json.load(f)
     import gc
 
+    from bench.procs import raise_fd_limit
+
+    raise_fd_limit()
     # The generator's own heap is small; freezing it keeps collections short.
     gc.collect()
     gc.freeze()

@@ -25,6 +25,17 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _BIN = Path(PY).parent
 
 
+def raise_fd_limit() -> None:
+    """Thousands of sockets per process: lift the soft file limit to the
+    hard one (children inherit it)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

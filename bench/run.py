@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         args.warmup, args.duration = 2.0, 4.0
         args.levels = args.levels or "250,500,1000"
 
+    procs.raise_fd_limit()
     # The harness itself stays off the server's core.
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
         os.sched_setaffinity(0, {1})
