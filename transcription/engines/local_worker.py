@@ -144,6 +144,9 @@ def worker_main(fd: int) -> None:  # pragma: no cover - runs in the child proces
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
     conn = Connection(fd)
     decoder = Decoder(loglevel="FATAL")
+    # The cepstral mean adapts to the speaker and carries over between
+    # utterances; a new stream starts from the model's, as a fresh decoder would.
+    initial_cmn = decoder.get_cmn(False)
     recognizer: Recognizer | None = None
     conn.send(("ready",))
     while True:
@@ -157,6 +160,7 @@ def worker_main(fd: int) -> None:  # pragma: no cover - runs in the child proces
                 if op == "start":
                     if recognizer is not None:
                         recognizer.close()
+                    decoder.set_cmn(initial_cmn)
                     recognizer = Recognizer(decoder, sample_rate=arg[0], start_offset_ms=arg[1])
                 elif recognizer is None:
                     raise RuntimeError("no stream started")
