@@ -63,7 +63,13 @@ return {1, owner or ''}
 """
 
 _RENEW = """
-if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return {0, 0} end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  -- The state is gone (Redis restarted or failed over empty): nobody else
+  -- claimed the session since, so its producer takes its lease back.
+  redis.call('HSET', KEYS[1], 'owner', ARGV[1])
+elseif redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then
+  return {0, 0}
+end
 redis.call('HSET', KEYS[1], 'lease_until', ARGV[2], 'durable_bytes', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5])
