@@ -69,6 +69,8 @@ ASGI_SERVERS: dict[str, object] = {
         "--log-level",
         "warning",
     ],
+    # The production launcher (voiceai/serve.py: uvicorn with drain on SIGTERM).
+    "serve": lambda port: [PY, "-m", "voiceai.serve", "--host", "127.0.0.1", "--port", str(port)],
     "uvicorn-gcfreeze": lambda port: [
         *[PY, "-m", "uvicorn", "bench.asgi_frozen:application", "--host", "127.0.0.1", "--port", str(port)],
         *["--loop", "uvloop", "--http", "httptools", "--ws", "websockets", "--no-access-log", "--log-level", "warning"],
