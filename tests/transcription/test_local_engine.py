@@ -235,3 +235,20 @@ async def test_it_fails_retryably_when_audio_piles_up_faster_than_it_decodes(eng
     finally:
         await stream.aclose()
     assert pool.in_use == 0
+
+
+def test_it_cuts_speech_without_pauses_into_bounded_segments(monkeypatch):
+    """The decoder-process logic, in-process: with a short limit, one
+    sentence becomes several finals of at most that length."""
+    from pocketsphinx import Decoder
+
+    from transcription.engines import local_worker
+    from transcription.engines.local import _event_from_row
+
+    monkeypatch.setattr(local_worker, "MAX_UTTERANCE_MS", 800)
+    recognizer = local_worker.Recognizer(Decoder(loglevel="FATAL"), sample_rate=16000, start_offset_ms=0)
+    events = [_event_from_row(row) for row in recognizer.audio(HELLO) + recognizer.end()]
+    finals = [e for e in events if e.is_final]
+    assert len(finals) >= 4  # two sentences of 1.4-1.9 s each
+    assert all(f.end_ms - f.start_ms <= 800 + 30 for f in finals)  # + one 30 ms endpointer frame
+    assert [f.start_ms for f in finals] == sorted({f.start_ms for f in finals})

@@ -16,6 +16,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 MODEL_SAMPLE_RATE = 16000  # the en-US acoustic model's rate; other rates are resampled
+MAX_UTTERANCE_MS = 20_000
 _FILLERS = ("<s>", "</s>", "<sil>", "[")
 
 
@@ -62,6 +63,9 @@ class Recognizer:
             self.cursor_ms += self.frame_ms
             if not ep.in_speech:
                 events.extend(self._end_utt(ep.speech_end * 1000.0))
+            elif self.cursor_ms - self.utt_start_ms >= MAX_UTTERANCE_MS:
+                # Speech without a pause: cut it, as partial and final costs grow with length.
+                events.extend(self._end_utt(self.cursor_ms))
         if self.in_utt:
             events.extend(self._partial())
         return events
