@@ -16,8 +16,8 @@ The number of decoders is bounded process-wide by
 (``engine_busy``, retryable) instead of queueing behind others.
 
 Segments follow pocketsphinx's voice-activity endpointer: an utterance
-starts when speech starts and ends after ~0.3 s of silence (or on
-``finalize``/``end``). Partials are the decoder's hypothesis after each
+starts when speech starts and ends after ~0.3 s of silence, after 20 s of
+speech without a pause, or on ``finalize``/``end``. Partials are the decoder's hypothesis after each
 batch; the final is the hypothesis at the utterance's end. Segment ids are
 ``l-<start_ms>`` on the session clock (``StreamConfig.start_offset_ms``), so
 they stay unique within a session across reconnects.
