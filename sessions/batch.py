@@ -198,7 +198,8 @@ async def _db(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 async def _transcribe(*, principal: Principal, session_id: Any, pcm: bytes) -> None:
-    from transcription.engine_quota import QuotaOpener, get_engine_quota
+    from transcription.engine_leases import QuotaOpener
+    from transcription.engine_quota import get_engine_quota
     from transcription.engines import get_engine
     from transcription.engines.base import EngineError, StreamConfig
     from transcription.resilient import open_resilient

@@ -27,7 +27,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import dataclasses
 import random
 import threading
 import time
@@ -41,18 +40,9 @@ from django.conf import settings
 
 from transcription.engines.base import Engine, EngineError, EngineStream, StreamConfig
 from voiceai.logging import get_logger
-from voiceai.metrics import ENGINE_QUEUE_LENGTH, ENGINE_STREAM_FAILURES, ENGINE_STREAM_STARTS
+from voiceai.metrics import ENGINE_QUEUE_LENGTH
 
 logger = get_logger(__name__)
-
-# Errors that say "this region cannot take a stream right now".
-_REGION_TROUBLE = {
-    "aws_limit_exceeded",
-    "aws_service_unavailable",
-    "aws_internal_failure",
-    "aws_connection",
-    "aws_connection_closed",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,110 +394,6 @@ def get_engine_quota() -> EngineQuota:
     return LocalEngineQuota(limits)
 
 
-class LeasedStream(EngineStream):
-    """An upstream stream holding a quota lease: renews it while open and
-    releases it on ``aclose``."""
-
-    open_streams = 0  # in this process (voiceai_engine_streams_active)
-    engine_name = "unknown"  # metric label, set by QuotaOpener
-
-    def __init__(self, inner: EngineStream, quota: EngineQuota, lease: StreamLease) -> None:
-        LeasedStream.open_streams += 1
-        self._counted = True
-        self.inner = inner
-        self.lease = lease
-        self.native_finalize = getattr(inner, "native_finalize", True)
-        self._quota = quota
-        self._renewer = asyncio.ensure_future(self._renew_loop())
-
-    async def _renew_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._quota.limits.lease_ttl_seconds / 3)
-            try:
-                await self._quota.renew(self.lease)
-            except Exception:
-                logger.warning("engine_lease_renewal_failed", region=self.lease.region)
-
-    def send_audio(self, chunk: bytes) -> None:
-        self.inner.send_audio(chunk)
-
-    async def finalize(self) -> None:
-        await self.inner.finalize()
-
-    async def end(self) -> None:
-        await self.inner.end()
-
-    async def events(self):  # type: ignore[override]
-        try:
-            async for event in self.inner.events():
-                yield event
-        except EngineError as exc:
-            ENGINE_STREAM_FAILURES.labels(engine=self.engine_name, retryable=str(exc.retryable).lower()).inc()
-            # A region failing mid-stream: the retry should go elsewhere.
-            if exc.code in _REGION_TROUBLE:
-                with contextlib.suppress(Exception):
-                    await self._quota.mark_region_down(self.lease.region)
-            raise
-
-    async def aclose(self) -> None:
-        if self._counted:
-            self._counted = False
-            LeasedStream.open_streams -= 1
-        self._renewer.cancel()
-        try:
-            await self.inner.aclose()
-        finally:
-            with contextlib.suppress(Exception):
-                await self._quota.release(self.lease)
-
-
-class QuotaOpener:
-    """The opener the resilient stream uses: wait for a lease (telling the
-    client ``{"type": "Queued", "position": n}``), open the upstream stream
-    in the lease's region, and on a region-level failure mark that region
-    down so the retry fails over to the next one."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        quota: EngineQuota,
-        *,
-        clinic_id: str,
-        priority: int = 0,
-        on_notice: Callable[[dict], None] | None = None,
-    ) -> None:
-        self.engine = engine
-        self.quota = quota
-        self.clinic_id = clinic_id
-        self.priority = priority
-        self._notice = on_notice or (lambda message: None)
-        self.regions_used: list[str] = []
-
-    async def __call__(self, config: StreamConfig) -> EngineStream:
-        lease = await self.quota.acquire(
-            clinic_id=self.clinic_id,
-            priority=self.priority,
-            on_position=lambda position: self._notice({"type": "Queued", "position": position}),
-        )
-        extra = {**config.extra, "region": lease.region}
-        try:
-            inner = await self.engine.open_stream(dataclasses.replace(config, extra=extra))
-        except EngineError as exc:
-            ENGINE_STREAM_FAILURES.labels(engine=self.engine.name, retryable=str(exc.retryable).lower()).inc()
-            await self.quota.release(lease)
-            if exc.code in _REGION_TROUBLE:
-                await self.quota.mark_region_down(lease.region)
-            raise
-        except BaseException:
-            await asyncio.shield(self.quota.release(lease))
-            raise
-        self.regions_used.append(lease.region)
-        ENGINE_STREAM_STARTS.labels(engine=self.engine.name).inc()
-        leased = LeasedStream(inner, self.quota, lease)
-        leased.engine_name = self.engine.name
-        return leased
-
-
 def open_for_producer(producer: Any, engine: Engine, config: StreamConfig) -> EngineStream:
     """The realtime pipeline's entry (``transcription.stream_seams``); lives in
     ``transcription.producer_engine``."""
@@ -516,14 +402,23 @@ def open_for_producer(producer: Any, engine: Engine, config: StreamConfig) -> En
     return open_(producer, engine, config)
 
 
+def __getattr__(name: str) -> Any:
+    # LeasedStream and QuotaOpener live in transcription.engine_leases (kept
+    # importable from here; imported lazily, as that module imports this one).
+    if name in {"LeasedStream", "QuotaOpener"}:
+        from transcription import engine_leases
+
+        return getattr(engine_leases, name)
+    raise AttributeError(name)
+
+
 __all__ = [
     "EngineQuota",
-    "LeasedStream",
     "LocalEngineQuota",
     "QuotaLimits",
-    "QuotaOpener",
     "RedisEngineQuota",
     "StreamLease",
     "get_engine_quota",
+    "limits_from_settings",
     "open_for_producer",
 ]

@@ -27,7 +27,8 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from transcription.engine_quota import QuotaOpener, get_engine_quota
+from transcription.engine_leases import QuotaOpener
+from transcription.engine_quota import get_engine_quota
 from transcription.engines.base import Engine, EngineError, EngineStream, StreamConfig, TranscriptEvent
 from transcription.resilient import ResilientStream, open_resilient
 from voiceai.logging import get_logger

@@ -6,7 +6,8 @@ import asyncio
 
 from tests.aws.conftest import numbered_chunks, wait_until, words
 from tests.transcribe_standin import Scenario
-from transcription.engine_quota import LocalEngineQuota, QuotaLimits, QuotaOpener
+from transcription.engine_leases import QuotaOpener
+from transcription.engine_quota import LocalEngineQuota, QuotaLimits
 from transcription.engines.base import StreamConfig
 from transcription.resilient import ResiliencePolicy, ResilientStream
 
