@@ -324,6 +324,7 @@ async def run(spec: dict[str, Any], emit=print) -> dict[str, Any]:
 
     prod_lat: list[float] = []
     view_lat: list[float] = []
+    relay: list[float] = []  # viewer arrival - producer arrival, same event
     sched: list[float] = []
     sent_in_window = missing = view_missing = 0
     for s in connected:
@@ -342,6 +343,8 @@ async def run(spec: dict[str, Any], emit=print) -> dict[str, Any]:
                 v = s.viewer_recv[k]
                 if v:
                     view_lat.append(v - t)
+                    if r:
+                        relay.append(max(0.0, v - r))
                 else:
                     view_missing += 1
     for s in streams:
@@ -365,6 +368,7 @@ async def run(spec: dict[str, Any], emit=print) -> dict[str, Any]:
         "transcripts_in_window": transcripts_in_window,
         "producer": _summary_ms(prod_lat),
         "viewer": _summary_ms(view_lat),
+        "viewer_after_producer": _summary_ms(relay),
         "missing_transcripts": missing,
         "viewer_missing": view_missing,
         "errors": totals.errors,

@@ -152,13 +152,16 @@ def targets_table(results: dict[str, Any]) -> str:
     viewer = results.get("viewer")
     if viewer and viewer.get("loadgen"):
         p99 = viewer["loadgen"]["viewer"]["p99_ms"]
-        ok = p99 is not None and p99 <= TARGETS["viewer_p99_ms"] and not viewer["loadgen"]["viewer_missing"]
+        relay = viewer["loadgen"].get("viewer_after_producer") or {}
+        ok = p99 is not None and p99 <= TARGETS["viewer_p99_ms"]
         rows.append(
             (
                 f"frame → Transcript at a viewer on another process, {viewer['n']} sessions (half capacity)",
                 "p99 ≤ 20 ms",
-                f"p50 {_f(viewer['loadgen']['viewer']['p50_ms'])} / p99 {_f(p99)} ms, "
-                f"{viewer['loadgen']['viewer_missing']} missing",
+                f"p50 {_f(viewer['loadgen']['viewer']['p50_ms'])} / p99 {_f(p99)} ms; after the producer got the "
+                f"same event: p50 {_f(relay.get('p50_ms'))} / p99 {_f(relay.get('p99_ms'))} ms; "
+                f"{viewer['loadgen']['viewer']['count']} of {viewer['loadgen']['frames_sent']} frames' partials "
+                "reached viewers (partials to viewers are coalesced)",
                 _verdict(ok, f"by {_f(None if p99 is None else p99 - 20)} ms"),
             )
         )
