@@ -31,12 +31,12 @@ let stopping = false;
 function setState(state, detail) {
   stateEl.dataset.state = state;
   stateEl.textContent = stateText(state);
-  if (state === "failed" && detail) alert(errorText(detail.code, detail.detail));
+  if (state === "failed" && detail) showAlert(errorText(detail.code, detail.detail));
   // Ended by the server (elsewhere, or an error): release the microphone.
   if ((state === "failed" || state === "closed") && capture && !stopping) teardown();
 }
 
-function alert(text) {
+function showAlert(text) {
   alerts.textContent = text;
   alerts.hidden = !text;
 }
@@ -65,7 +65,7 @@ function showLinks(id) {
 
 async function start(event) {
   event.preventDefault();
-  alert("");
+  showAlert("");
   view.clear();
   notices.replaceChildren();
   setRecording(true);
@@ -80,7 +80,7 @@ async function start(event) {
   } catch (err) {
     setRecording(false);
     setState("idle");
-    alert(errorText(err instanceof MicrophoneUnavailable ? err.message : "no_device"));
+    showAlert(errorText(err instanceof MicrophoneUnavailable ? err.message : "no_device"));
     return;
   }
   try {
@@ -93,7 +93,7 @@ async function start(event) {
     capture = null;
     setRecording(false);
     setState("idle");
-    alert(errorText(err.code, err.message));
+    showAlert(errorText(err.code, err.message));
     return;
   }
   const sessionId = session.id;
