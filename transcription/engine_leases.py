@@ -13,7 +13,7 @@ from collections.abc import Callable
 from transcription.engine_quota import EngineQuota, StreamLease
 from transcription.engines.base import Engine, EngineError, EngineStream, StreamConfig
 from voiceai.logging import get_logger
-from voiceai.metrics import ENGINE_STREAM_FAILURES, ENGINE_STREAM_STARTS
+from voiceai.metrics import ENGINE_REGION_STREAMS, ENGINE_STREAM_FAILURES, ENGINE_STREAM_STARTS
 
 logger = get_logger(__name__)
 
@@ -36,6 +36,7 @@ class LeasedStream(EngineStream):
 
     def __init__(self, inner: EngineStream, quota: EngineQuota, lease: StreamLease) -> None:
         LeasedStream.open_streams += 1
+        ENGINE_REGION_STREAMS.labels(region=lease.region).inc()
         self._counted = True
         self.inner = inner
         self.lease = lease
@@ -76,6 +77,7 @@ class LeasedStream(EngineStream):
         if self._counted:
             self._counted = False
             LeasedStream.open_streams -= 1
+            ENGINE_REGION_STREAMS.labels(region=self.lease.region).dec()
         self._renewer.cancel()
         try:
             await self.inner.aclose()

@@ -4,6 +4,8 @@ is transcribed once a slot frees; a throttling region fails over."""
 
 import asyncio
 
+from prometheus_client import REGISTRY
+
 from tests.aws.conftest import numbered_chunks, wait_until, words
 from tests.transcribe_standin import Scenario
 from transcription.engine_leases import QuotaOpener
@@ -43,11 +45,15 @@ async def test_it_queues_a_session_over_the_limit_and_transcribes_its_buffered_a
     assert second_notices == [{"type": "Queued", "position": 1}]
     assert len(transcribe_standin.requests) == 1  # only the first session is upstream
 
+    region_streams = {"region": "ap-northeast-1"}
+    held = REGISTRY.get_sample_value("voiceai_engine_region_streams", region_streams)
     for chunk in numbered_chunks(5, first=100):
         first.send_audio(chunk)
     await first.end()
     assert await _finals(first) == words(5, 100)
     await first.aclose()  # frees the slot
+    # The per-region gauge (CloudWatch's EngineStreamsActive) follows the lease.
+    assert REGISTRY.get_sample_value("voiceai_engine_region_streams", region_streams) == held - 1
     assert await _finals(second) == words(6)
     await second.aclose()
     assert first_notices == []
