@@ -32,7 +32,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from transcription import audio_parts, persistence, stream_metrics, stream_seams
-from transcription.audio import bytes_per_ms, pcm_ms
+from transcription.audio import bytes_per_ms, ms_to_bytes, pcm_ms
 from transcription.engines.base import EngineError, EngineStream, StreamConfig, TranscriptEvent
 from transcription.groups import session_group
 from transcription.live_state import LiveStore
@@ -61,6 +61,7 @@ MAX_TEXT_PER_SECOND = 50
 VIEWER_PARTIAL_INTERVAL = 0.2  # partials to viewers are coalesced to 5/s
 MAX_ENGINE_RESTARTS = 3
 MAX_FLUSH_FAILURES = 5
+MAX_REPLAY_MS = 30_000  # stored audio re-fed to the engine on resume, at most
 
 
 _run_in_thread = sync_to_async(thread_sensitive=False)
@@ -171,7 +172,7 @@ class ProducerStream(StreamEndings):
                 raise StreamError(Close.CONFLICT, "session_ended", "The session has ended.") from None
             self._stored_ids = started.stored_final_ids
             self._segments = started.segments
-            self._engine = await self._open_engine(self.durable)
+            await self._open_engine_at_resume(index, started.last_final_end_ms)
             self._channel = await self.layer.new_channel() if self.layer is not None else None
             if self._channel is not None:
                 await self.layer.group_add(session_group(clinic_id, session_id), self._channel)
@@ -202,6 +203,23 @@ class ProducerStream(StreamEndings):
             resume_from_byte=self.durable,
             takeover=bool(claim.previous_owner),
         )
+
+    async def _open_engine_at_resume(self, index: audio_parts.PartsIndex, last_final_end_ms: int) -> None:
+        """Open the engine where the last stored final ends and replay the
+        stored audio from there to the durable offset, so the words that were
+        pending at a crash are recognised whole (and, for a deterministic
+        engine, the finals equal those of an uninterrupted stream)."""
+        replay_from = max(
+            ms_to_bytes(last_final_end_ms, self.sample_rate),
+            self.durable - ms_to_bytes(MAX_REPLAY_MS, self.sample_rate),
+        )
+        replay_from = min(max(replay_from, 0), self.durable)
+        self._engine = await self._open_engine(replay_from)
+        if replay_from < self.durable:
+            stored = await _run_in_thread(lambda: b"".join(audio_parts.pcm_iter(index, start=replay_from)))()
+            step = self._max_frame
+            for i in range(0, len(stored), step):
+                self._engine.send_audio(stored[i : i + step])
 
     async def _open_engine(self, offset_bytes: int) -> EngineStream:
         config = StreamConfig(
@@ -482,16 +500,3 @@ class ProducerStream(StreamEndings):
         except Exception:
             log.exception("stream_ticker_failed", session_id=str(self.session.pk))
             self._stop(StreamError(Close.INTERNAL, "internal_error", "Internal error."))
-
-    async def _control_listener(self) -> None:
-        while True:
-            message = await self.layer.receive(self._channel)
-            kind = message.get("type")
-            if kind == "session.ended":
-                self._stop(StreamError(Close.NORMAL, "session_ended", "The session was ended."))
-                return
-            if kind == "viewer.joined":
-                self._viewers_present = True
-            elif kind == "stream.takeover" and message.get("owner") != self.owner:
-                self._stop(StreamError(Close.CONFLICT, "taken_over", "Another connection took this session over."))
-                return

@@ -27,6 +27,21 @@ class StreamEndings:
     """Uses ProducerStream's state: ws, session, principal, live, layer,
     owner, durable, received, counters and its tasks."""
 
+    async def _control_listener(self) -> None:
+        """Channel-layer messages for this session: ``session.ended`` (the
+        REST API), ``stream.takeover`` (a newer producer), ``viewer.joined``."""
+        while True:
+            message = await self.layer.receive(self._channel)
+            kind = message.get("type")
+            if kind == "session.ended":
+                self._stop(StreamError(Close.NORMAL, "session_ended", "The session was ended."))
+                return
+            if kind == "viewer.joined":
+                self._viewers_present = True
+            elif kind == "stream.takeover" and message.get("owner") != self.owner:
+                self._stop(StreamError(Close.CONFLICT, "taken_over", "Another connection took this session over."))
+                return
+
     def _stop(self, error: StreamError) -> None:
         """Ask the receive loop to end with ``error`` (from another task).
         The loop is blocked in ``receive()``, so close the socket: the server

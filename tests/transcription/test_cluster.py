@@ -120,6 +120,9 @@ async def test_it_resumes_on_another_process_after_kill_9_without_loss_or_duplic
     seen = _finals(first) + _finals(second)
     assert len(seen) == len(set(seen))  # no final emitted twice
     assert sorted(rows) == sorted(seen)  # every final sent is stored, and only those
+    # The engine resumed at the last stored final with the stored audio
+    # replayed: the transcript is that of an uninterrupted stream.
+    assert rows == ["fake-0", "fake-2000", "fake-4000"]
     assert metadata == {"type": "Metadata", "audio_ms": 6000, "segments": len(rows)}
 
 
