@@ -47,6 +47,13 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
+def _uvicorn_app(app: str, port: int) -> list[str]:
+    return [
+        *[PY, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop"],
+        *["--http", "httptools", "--ws", "websockets", "--no-access-log", "--log-level", "warning"],
+    ]
+
+
 # The ASGI servers compared on the WebSocket path. Each entry turns a port
 # into an argv. All of them serve the same ``voiceai.asgi:application``.
 ASGI_SERVERS: dict[str, object] = {
@@ -71,10 +78,8 @@ ASGI_SERVERS: dict[str, object] = {
     ],
     # The production launcher (voiceai/serve.py: uvicorn with drain on SIGTERM).
     "serve": lambda port: [PY, "-m", "voiceai.serve", "--host", "127.0.0.1", "--port", str(port)],
-    "uvicorn-gcfreeze": lambda port: [
-        *[PY, "-m", "uvicorn", "bench.asgi_frozen:application", "--host", "127.0.0.1", "--port", str(port)],
-        *["--loop", "uvloop", "--http", "httptools", "--ws", "websockets", "--no-access-log", "--log-level", "warning"],
-    ],
+    "uvicorn-gcprobe": lambda port: _uvicorn_app("bench.asgi_gcprobe:application", port),
+    "uvicorn-nofreeze": lambda port: _uvicorn_app("bench.asgi_unfrozen:application", port),
     "uvicorn-sansio": lambda port: [
         PY,
         "-m",

@@ -265,6 +265,22 @@ def markdown(results: dict[str, Any]) -> str:
         n = results["compare"][0].get("n")
         parts += ["", f"### ASGI servers at {n} streams (same app, core 0)", "", _HEADER]
         parts += [_row(r) for r in results["compare"]]
+    with_gc = [r for r in results.get("compare") or [] if r.get("gc")]
+    if with_gc:
+        parts += [
+            "",
+            "### Garbage collector during the window above (`bench/gc_probe.py`)",
+            "",
+            "| server | N | tracked objects (unfrozen) | frozen | gen 0: n / max ms | gen 1: n / max ms | "
+            "gen 2: n / max ms |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in with_gc:
+            g = r["gc"]
+            gens = " | ".join(f"{g[k]['count']} / {g[k]['max_ms']}" for k in ("gen0", "gen1", "gen2"))
+            parts.append(
+                f"| {r['server']} | {r['n']} | {g.get('tracked_objects')} | {g.get('frozen_objects')} | {gens} |"
+            )
     extra = [r for r in (results.get("viewer"), results.get("design")) if r]
     if extra:
         parts += ["", "### Viewer on a second process; the design load on two processes", "", _HEADER]
