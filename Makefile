@@ -111,3 +111,14 @@ infra-synth: $(INFRA_STAMP)
 infra-test: export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 infra-test: $(INFRA_STAMP)
 	$(BIN)/python -m pytest tests/infra tests/ops -q
+
+# The local cluster (issue 7; docs/operations.md, "Local cluster"): app
+# processes (python -m voiceai.serve) behind HAProxy (apt-get installed when
+# missing) on the machine's PostgreSQL (database voiceai_cluster, created if
+# missing) and Redis (db CLUSTER_REDIS_DB, default 3). Options:
+# CLUSTER_PROCESSES (2), CLUSTER_PORT (8080), CLUSTER_STATS_PORT (8404),
+# CLUSTER_DATABASE_URL, CLUSTER_REDIS_URL, TRANSCRIPTION_ENGINE (fake).
+# Prints the URLs; Ctrl-C drains and stops everything.
+.PHONY: cluster
+cluster: $(RUNTIME_STAMP)
+	$(BIN)/python ops/cluster/cluster.py

@@ -312,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     ensure_database(args.database_url, urlsplit(args.database_url).path.lstrip("/"))
     _manage(env, "migrate", "--noinput", "-v", "0")
     _manage(env, "collectstatic", "--noinput", "-v", "0")
-    _manage(env, "seed_demo", "--force")
+    # The cluster's own database: its demo key file is its own too (not make run's).
+    _manage(env, "seed_demo", "--force", "--key-file", str(var / "demo-api-key.txt"))
 
     cluster = Cluster(env=env, processes=args.processes, port=args.port, stats_port=args.stats_port, workdir=var)
     stopping = False
@@ -324,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
         stopping = True
         raise KeyboardInterrupt
 
+    # Explicitly: a supervisor started in the background inherits SIGINT ignored.
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         cluster.start(haproxy=haproxy)
         print(f"cluster: {args.processes} app processes behind HAProxy", flush=True)
@@ -336,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Ctrl-C drains and stops everything.", flush=True)
         while True:
             for app in cluster.apps:
-                if not app.alive():
+                if not app.alive() and not stopping:
                     print(f"cluster: app{app.index + 1} exited ({app.proc.returncode}); restarting", flush=True)
                     cluster.start_app(app.index)
             if cluster.haproxy is not None and cluster.haproxy.poll() is not None:
