@@ -1,5 +1,8 @@
-"""WebSocket routes and the Origin check in front of them."""
+"""WebSocket routes, the Origin check in front of them, and the log filter
+that keeps stream tokens out of server logs."""
 
+import logging
+import re
 from urllib.parse import parse_qs, urlparse
 
 from channels.security.websocket import OriginValidator, WebsocketDenier
@@ -49,3 +52,29 @@ class WebSocketOriginGuard(OriginValidator):
             if not query.get("token"):
                 return await WebsocketDenier()(scope, receive, send)
         return await self.application({**scope, "ws_origin_trusted": trusted}, receive, send)
+
+
+_TOKEN_RE = re.compile(r"(token=)[^&\s\"']+")
+
+
+class RedactStreamTokens(logging.Filter):
+    """Stream tokens travel in the query string, which servers log on connect
+    (uvicorn: ``"WebSocket /ws/...?token=..." [accepted]``). Tokens never go
+    to logs: replace them before any handler formats the record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "token=" in record.msg:
+            record.msg = _TOKEN_RE.sub(r"\1[redacted]", record.msg)
+        if record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            if any(isinstance(a, str) and "token=" in a for a in args):
+                record.args = tuple(_TOKEN_RE.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in args)
+        return True
+
+
+def install_token_redaction() -> None:
+    """Attach the filter to the server loggers that log request paths."""
+    for name in ("uvicorn.error", "uvicorn.access", "daphne.server", "daphne.ws_protocol", "django.channels.server"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactStreamTokens) for f in logger.filters):
+            logger.addFilter(RedactStreamTokens())

@@ -11,8 +11,11 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from transcription.routing import WebSocketOriginGuard, websocket_urlpatterns  # noqa: E402
+from transcription.routing import WebSocketOriginGuard, install_token_redaction, websocket_urlpatterns  # noqa: E402
 from voiceai.cloudwatch import start_publisher as start_cloudwatch_publisher  # noqa: E402
+
+# Stream tokens ride in the query string; servers log it on connect.
+install_token_redaction()
 
 application = ProtocolTypeRouter(
     {

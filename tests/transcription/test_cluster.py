@@ -29,6 +29,7 @@ SERVER_ENV = {
     "AUDIO_FLUSH_SECONDS": "0.2",
     "SESSION_LEASE_SECONDS": "2",
     "STREAM_IDLE_TIMEOUT_SECONDS": "15",
+    "LOG_LEVEL": "INFO",  # connection lines are logged (checked for tokens)
 }
 
 adb = db_async
@@ -62,9 +63,11 @@ async def test_it_lets_a_viewer_on_another_process_follow_the_producer(cluster, 
     session = await adb(make_session)(principal_clinician_a)
     audio = pcm(FRAME * 50, seed=11)
     produced, viewed = [], []
-    async with connect(_url(a, session, "stream", await adb(token_for)(principal_clinician_a, session))) as producer:
+    producer_token = await adb(token_for)(principal_clinician_a, session)
+    viewer_token = await adb(token_for)(principal_clinician_a, session)
+    async with connect(_url(a, session, "stream", producer_token)) as producer:
         await _read_until(producer, "Begin", produced)
-        async with connect(_url(b, session, "live", await adb(token_for)(principal_clinician_a, session))) as viewer:
+        async with connect(_url(b, session, "live", viewer_token)) as viewer:
             await _read_until(viewer, "Begin", viewed)
             for i in range(0, len(audio), FRAME):
                 await producer.send(audio[i : i + FRAME])
@@ -74,6 +77,9 @@ async def test_it_lets_a_viewer_on_another_process_follow_the_producer(cluster, 
             await _read_until(viewer, "End", viewed, seconds=20)
     assert _finals(produced) == ["fake-0", "fake-2000", "fake-4000"]
     assert _finals(viewed) == _finals(produced)
+    # The servers logged the connections, but never a token.
+    assert "token=[redacted]" in a.output() + b.output()
+    assert producer_token not in a.output() and viewer_token not in b.output()
 
 
 async def test_it_resumes_on_another_process_after_kill_9_without_loss_or_duplicates(cluster, principal_clinician_a):
