@@ -59,6 +59,17 @@ def haproxy_binary(*, install: bool = False) -> str | None:
     return shutil.which("haproxy") or "/usr/sbin/haproxy"
 
 
+def _child_setup() -> None:  # pragma: no cover - runs in the child
+    """Own session: a Ctrl-C in the terminal reaches only the supervisor,
+    which drains the apps first and stops HAProxy last. SIGTERM (a drain)
+    when the supervisor dies, so nothing outlives it."""
+    os.setsid()
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def render_haproxy_config(*, port: int, stats_port: int, app_ports: list[int], check_interval_ms: int = 1000) -> str:
     def servers(prefix: str) -> str:
         return "\n".join(f"    server {prefix}{i} 127.0.0.1:{p} check" for i, p in enumerate(app_ports, start=1))
@@ -139,7 +150,11 @@ class Cluster:
                 raise RuntimeError(f"haproxy rejected {config}: {check.stdout}{check.stderr}")
             log = (self.workdir / "haproxy.log").open("ab")
             self.haproxy = subprocess.Popen(  # -db: foreground, no daemon
-                [haproxy, "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                [haproxy, "-db", "-f", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_child_setup,
             )
             self._wait_url(f"{self.url}/readyz", timeout, lambda: self.haproxy.poll() is None)
         except BaseException:
@@ -160,6 +175,7 @@ class Cluster:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=_child_setup,
         )
         log.close()
 
