@@ -474,9 +474,13 @@ class ProducerStream(StreamEndings):
 
     async def _ticker(self) -> None:
         tick = min(1.0, self._flush_seconds)
+        next_tick = self._loop.time()
         try:
             while True:
-                await asyncio.sleep(tick)
+                # Absolute schedule: flush time doesn't stretch the period, so
+                # Acks keep coming once a second.
+                next_tick = max(next_tick + tick, self._loop.time())
+                await asyncio.sleep(next_tick - self._loop.time())
                 now = self._loop.time()
                 if now - self._last_activity >= self._idle_seconds:
                     self._stop(StreamError(Close.IDLE, "idle_timeout", "No audio or KeepAlive received."))
