@@ -139,7 +139,13 @@ def page_factory(browser, request) -> Iterator:
         return page
 
     yield make
-    for context in contexts:
+    for index, context in enumerate(contexts):
+        # The last state of every page, for looking into failures.
+        for number, page in enumerate(context.pages):
+            with contextlib.suppress(Exception):
+                screenshot(page, f"last-{request.node.name}-{index}-{number}")
+            if getattr(page, "console_errors", None):
+                print(f"console errors of page {index}-{number}: {page.console_errors}")
         context.close()
 
 

@@ -100,7 +100,9 @@ def test_it_records_a_consultation_resumes_after_a_server_drop_and_stores_every_
     # line up (the file starts when the microphone opens, so find the lag).
     with wave.open(str(FAKE_MIC_WAV), "rb") as source:
         original = source.readframes(source.getnframes())
-    assert envelope_correlation(stored, original) > 0.9
+    correlation = envelope_correlation(stored, original)
+    print(f"envelope correlation of the captured audio with the fixture: {correlation:.3f}")
+    assert correlation > 0.9, correlation
 
     # Finals on the page are exactly the stored finals, once each.
     page_ids = page.eval_on_selector_all("#transcript li.final", "els => els.map(e => e.dataset.segmentId)")
