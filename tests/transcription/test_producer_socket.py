@@ -282,3 +282,27 @@ async def test_it_seals_a_session_ended_over_rest_without_a_producer(principal_c
         assert fh.read() == wav_bytes(audio, 16000)
     transcript = default_storage.open(f"{session_a.clinic_id}/{session_a.pk}/transcript.json").read()
     assert b'"segments"' in transcript
+
+
+async def test_it_never_holds_more_than_5_s_of_unacknowledged_audio_under_a_flood(
+    principal_clinician_a, session_a, settings
+):
+    import asyncio
+
+    from transcription.stream_seams import ACTIVE_STREAMS
+
+    settings.AUDIO_FLUSH_SECONDS = 30.0  # only the backpressure flush can persist
+    comm = await _connect(session_a, principal_clinician_a)
+    await receive_until(comm, "Begin")
+    (stream,) = [s for s in list(ACTIVE_STREAMS) if s.session.pk == session_a.pk]
+    worst = 0
+    for i in range(150):  # 15 s of audio, as fast as the socket takes it
+        await comm.send_to(bytes_data=pcm(FRAME, seed=i))
+        await asyncio.sleep(0)
+        worst = max(worst, stream.received - stream.durable)
+    ack = {"audio_bytes_durable": 0}
+    while ack["audio_bytes_durable"] < FRAME * 120:
+        ack, _ = await receive_until(comm, "Ack")
+        worst = max(worst, stream.received - stream.durable)
+    assert 0 < worst <= 5 * 32000
+    await comm.disconnect()
