@@ -1,10 +1,17 @@
 """Forms of the console: they validate query strings and posts; the
 selectors and services do the work."""
 
+from datetime import date
+
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils.translation import gettext_lazy as _
 
 from sessions.web.i18n import STATUS_LABELS
+
+# Dates far outside any consultation would overflow when the day's start is
+# converted between the local time zone and UTC (a 500, not an answer).
+_DATE_BOUNDS = [MinValueValidator(date(2000, 1, 1)), MaxValueValidator(date(9000, 12, 31))]
 
 
 class SessionFilterForm(forms.Form):
@@ -13,8 +20,12 @@ class SessionFilterForm(forms.Form):
         required=False,
         choices=[("", _("Any status")), *STATUS_LABELS.items()],
     )
-    date_from = forms.DateField(label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(label=_("To"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    date_from = forms.DateField(
+        label=_("From"), required=False, validators=_DATE_BOUNDS, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    date_to = forms.DateField(
+        label=_("To"), required=False, validators=_DATE_BOUNDS, widget=forms.DateInput(attrs={"type": "date"})
+    )
     external_ref = forms.CharField(
         label=_("External reference"),
         required=False,

@@ -197,3 +197,13 @@ def test_it_follows_an_open_consultation_over_the_live_socket(clinic_a, clinicia
     assert 'data-follow="true"' in html
     assert f'data-live-url="/ws/v1/sessions/{live.pk}/live"' in html
     assert not AuditEvent.objects.filter(action="transcript.read").exists()  # the socket audits the live view
+
+
+@pytest.mark.parametrize(
+    "query", ["date_from=0001-01-01", "date_to=9999-12-31", "date_from=0001-01-01&date_to=0001-01-02"]
+)
+def test_it_refuses_dates_out_of_range_without_a_500_in_any_time_zone(clinician_a, settings, query):
+    settings.TIME_ZONE = "Asia/Tokyo"
+    response = signed_in(clinician_a).get(f"/sessions/?{query}")
+    assert response.status_code == 200
+    assert b'role="alert"' in response.content
