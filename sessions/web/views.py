@@ -20,7 +20,7 @@ from clinics.models import Language
 from clinics.selectors import quota_with_usage
 from sessions.models import SessionStatus
 from sessions.selectors import session_list
-from sessions.services import session_erase, transcript_read
+from sessions.services import StorageUnavailable, session_erase, transcript_read
 from sessions.web.forms import ClinicPickForm, SessionFilterForm
 from sessions.web.i18n import LANGUAGE_LABELS, js_catalog
 from sessions.web.scope import console_principal, console_view
@@ -141,12 +141,14 @@ def session_live(request: HttpRequest, session_id: str) -> HttpResponse:
 def session_delete(request: HttpRequest, session_id: str) -> HttpResponse:
     principal = console_principal(request)
     session = access_session(principal, session_id)
-    error = ""
+    error, status = "", 200
     if request.method == "POST":
         try:
             session_erase(principal=principal, session=session)
         except Conflict:
-            error = _("This consultation is still live. Stop the recording first, then delete it.")
+            error, status = _("This consultation is still live. Stop the recording first, then delete it."), 409
+        except StorageUnavailable:
+            error, status = _("The audio storage cannot be reached, so nothing was deleted. Try again later."), 503
         else:
             messages.success(request, _("The consultation, its audio and its transcript were deleted."))
             return redirect("console:session_list")
@@ -154,7 +156,7 @@ def session_delete(request: HttpRequest, session_id: str) -> HttpResponse:
         request,
         "console/session_delete.html",
         _base_context(request, session=session, error=error),
-        status=409 if error else 200,
+        status=status,
     )
 
 

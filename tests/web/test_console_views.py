@@ -207,3 +207,15 @@ def test_it_refuses_dates_out_of_range_without_a_500_in_any_time_zone(clinician_
     response = signed_in(clinician_a).get(f"/sessions/?{query}")
     assert response.status_code == 200
     assert b'role="alert"' in response.content
+
+
+def test_it_says_so_and_deletes_nothing_when_storage_is_down(session_a, admin_a, monkeypatch):
+    def storage_down(prefix: str) -> int:
+        raise OSError("storage unreachable")
+
+    monkeypatch.setattr("sessions.services.storage_delete_prefix", storage_down)
+    response = signed_in(admin_a).post(f"/sessions/{session_a.pk}/delete/")
+    assert response.status_code == 503
+    assert b"nothing was deleted" in response.content
+    assert ConsultationSession.objects.filter(pk=session_a.pk).exists()
+    assert TranscriptSegment.objects.filter(session=session_a).count() == 2
