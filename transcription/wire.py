@@ -96,11 +96,13 @@ def parse_control(text: str | None, allowed: frozenset[str] = CONTROL_TYPES) -> 
         raise StreamError(Close.PROTOCOL, "message_too_large", "Control messages are small JSON objects.")
     try:
         payload = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: a few thousand nested brackets fit in the size limit.
         raise StreamError(
             Close.PROTOCOL, "bad_json", "Text frames must be JSON; audio goes in binary frames."
         ) from None
     kind = payload.get("type") if isinstance(payload, dict) else None
-    if kind not in allowed:
+    # A list or object as "type" is unhashable: test the type before ``in``.
+    if not isinstance(kind, str) or kind not in allowed:
         raise StreamError(Close.PROTOCOL, "unknown_type", "Unknown message type.")
     return kind

@@ -38,6 +38,8 @@ BAD_INPUTS = [
     ({"text": "[1, 2, 3]"}, "unknown_type"),
     ({"text": '{"type": "Shutdown"}'}, "unknown_type"),
     ({"text": '{"kind": "KeepAlive"}'}, "unknown_type"),
+    ({"text": '{"type": ["KeepAlive"]}'}, "unknown_type"),  # unhashable "type"
+    ({"text": "[" * 2040 + "]" * 2040}, "bad_json"),  # nesting deeper than the parser's recursion limit
     ({"text": json.dumps({"type": "KeepAlive", "pad": "x" * 10_000})}, "message_too_large"),
     *[({"bytes": rng.randbytes(rng.randrange(1, 64_000, 2))}, "odd_length_frame") for _ in range(3)],
     *[({"text": rng.randbytes(rng.randrange(1, 200)).decode("latin-1")}, None) for _ in range(3)],
