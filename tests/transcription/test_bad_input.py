@@ -103,11 +103,15 @@ async def test_it_closes_a_control_message_flood_with_4400(principal_clinician_a
     await comm.disconnect()
 
 
-class _Stub:
-    """Just enough of a ProducerStream to run its validators."""
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=8,
+)
 
 
 def _validator():
+    """Just enough of a ProducerStream to run its validators."""
     from transcription.stream import ProducerStream
 
     stream = ProducerStream.__new__(ProducerStream)
@@ -147,6 +151,8 @@ def test_it_accepts_or_rejects_any_binary_frame_with_a_protocol_error(data):
     text=st.one_of(
         st.text(max_size=300),
         st.builds(lambda v: json.dumps(v), st.dictionaries(st.text(max_size=8), st.text(max_size=8))),
+        # Any JSON value under "type" (lists and objects are unhashable).
+        st.builds(lambda v: json.dumps({"type": v}), JSON_VALUES),
     )
 )
 async def test_it_rejects_any_unknown_text_with_a_protocol_error(text):
