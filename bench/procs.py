@@ -80,6 +80,7 @@ ASGI_SERVERS: dict[str, object] = {
     "serve": lambda port: [PY, "-m", "voiceai.serve", "--host", "127.0.0.1", "--port", str(port)],
     "uvicorn-gcprobe": lambda port: _uvicorn_app("bench.asgi_gcprobe:application", port),
     "uvicorn-nofreeze": lambda port: _uvicorn_app("bench.asgi_unfrozen:application", port),
+    "uvicorn-gcdefault": lambda port: _uvicorn_app("bench.asgi_gcdefault:application", port),
     "uvicorn-sansio": lambda port: [
         PY,
         "-m",

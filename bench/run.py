@@ -106,9 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", default=None, help="capacity ladder (streams), default 250,500,...,2000")
     parser.add_argument(
         "--servers",
-        default="uvicorn,uvicorn-sansio,uvicorn-wsproto,serve,uvicorn-gcprobe,uvicorn-nofreeze,daphne,hypercorn,granian",
+        default="uvicorn,uvicorn-sansio,uvicorn-wsproto,serve,uvicorn-gcprobe,uvicorn-gcdefault,uvicorn-nofreeze,daphne,hypercorn,granian",
     )
-    parser.add_argument("--compare-n", type=int, default=500, help="load at which ASGI servers are compared")
+    parser.add_argument("--compare-n", type=int, default=300, help="load at which ASGI servers are compared")
     parser.add_argument("--design-n", type=int, default=1000, help="streams across two processes")
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument("--duration", type=float, default=10.0)

@@ -266,8 +266,16 @@ def trial_platform(
     log_dir = ctx.work_dir / "logs"
     servers: list[procs.ServerProcess] = []
     profile: dict[str, Any] | None = None
+    gc_stats = ctx.work_dir / f"gc-{label}-{n}-{server_kind}.json"
     try:
-        servers.append(procs.start_asgi(server_kind, env=env, core=ctx.server_core if pin else None, log_dir=log_dir))
+        servers.append(
+            procs.start_asgi(
+                server_kind,
+                env={**env, "BENCH_GC_STATS": str(gc_stats)},
+                core=ctx.server_core if pin else None,
+                log_dir=log_dir,
+            )
+        )
         if viewers or two_process:
             core_b = ctx.loadgen_core if pin else None
             servers.append(procs.start_asgi(server_kind, env=env, core=core_b, log_dir=log_dir))
@@ -334,6 +342,8 @@ def trial_platform(
             server.stop()
         if ctx.redis_url:
             provision.redis_delete(ctx.redis_url, [f"*{cid}*"])
+    if gc_stats.exists():  # the gc-probing server kinds write it once a second
+        result["gc"] = json.loads(gc_stats.read_text())
     result["pass"], result["why"] = _verdict(result, n)
     if result.get("crashed"):
         result["pass"], result["why"] = False, "server crashed"
