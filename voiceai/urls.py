@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from sessions.api.batch import BatchTranscriptionView
-from voiceai import health
+from voiceai import error_views, health
 from voiceai.observability import metrics_view
 
 api_v1 = [
@@ -15,6 +15,8 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    # Before the admin's own routes: see admin_shortcut_disabled.
+    path("admin/r/<path:rest>", error_views.admin_shortcut_disabled),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("healthz", health.healthz, name="healthz"),
