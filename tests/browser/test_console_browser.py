@@ -179,9 +179,18 @@ def test_it_speaks_japanese_and_switches_to_english(console_server, page_factory
     # Set by the JavaScript from the embedded Japanese strings.
     expect(page.locator("#connection-state")).to_have_text("録音していません")
     screenshot(page, "record-ja")
+    page.clock.install()
     page.goto(server.url + "/dashboard/")
     expect(page.get_by_role("heading", name="クリニックのダッシュボード")).to_be_visible()
     expect(page.locator(".usage-bar")).to_have_count(3)
+    # The dashboard refreshes itself: a consultation that goes live shows up.
+    ConsultationSession.objects.create(
+        clinic=clinic_a, language="ja-JP", engine="fake", status="live", external_ref="new-live"
+    )
+    expect(page.get_by_text("new-live")).to_have_count(0)
+    page.clock.run_for(16_000)
+    expect(page.get_by_text("new-live")).to_be_visible()
+    expect(page.locator(".usage-label").first).to_contain_text("2 / 20")
     screenshot(page, "dashboard-ja")
     # The user's choice wins over the browser's language.
     page.get_by_label("表示言語").select_option("en")
