@@ -62,6 +62,7 @@ class StreamAuth:
     session: ConsultationSession
     max_concurrent: int
     language: str
+    max_session_seconds: int = 0  # 0: no limit
     vocabulary_name: str = ""
     engine_name: str = ""
 
@@ -85,6 +86,7 @@ def authorize(*, token: str | None, web_session_key: str | None, session_id: str
         principal=principal,
         session=session,
         max_concurrent=quota.max_concurrent_sessions if quota is not None else DEFAULT_MAX_CONCURRENT,
+        max_session_seconds=quota.max_session_seconds if quota is not None else 0,
         language=session.language,
         vocabulary_name=clinic.custom_vocabulary_name,
         engine_name=session.engine or clinic.transcription_engine or "",

@@ -62,12 +62,19 @@ VIEWER_PARTIAL_INTERVAL = 0.2  # partials to viewers are coalesced to 5/s
 MAX_ENGINE_RESTARTS = 3
 MAX_FLUSH_FAILURES = 5
 MAX_REPLAY_MS = 30_000  # stored audio re-fed to the engine on resume, at most
+DURATION_WARNING_SECONDS = 300  # clinicians hear of the session-length limit this early
 
 
 _run_in_thread = sync_to_async(thread_sensitive=False)
 
 
 _db = persistence.db_async
+
+
+def _engine_message(exc: EngineError) -> str:
+    # EngineError messages are written by our adapters for clients (no
+    # vendor internals, no audio or text); fall back when one is empty.
+    return str(exc) or "The speech engine is unavailable."
 
 
 class ProducerStream(StreamEndings):
@@ -100,6 +107,11 @@ class ProducerStream(StreamEndings):
         self._inline_flush_bytes = int(INLINE_FLUSH_MS * bpm)
         self._flush_seconds = max(0.05, float(settings.AUDIO_FLUSH_SECONDS))
         self._idle_seconds = float(settings.STREAM_IDLE_TIMEOUT_SECONDS)
+        # The clinic's max session duration, as bytes of audio (0: none).
+        limit_s = auth.max_session_seconds
+        self._max_bytes = ms_to_bytes(limit_s * 1000, self.sample_rate) if limit_s else 0
+        self._warn_bytes = ms_to_bytes(max(0, limit_s - DURATION_WARNING_SECONDS) * 1000, self.sample_rate)
+        self._duration_warned = False
         # Session-relative byte offsets: everything before ``durable`` is in
         # storage; ``received`` is where the next frame starts.
         self.resume_from_byte = 0
@@ -234,9 +246,7 @@ class ProducerStream(StreamEndings):
         try:
             return await stream_seams.engine_opener(self, config)
         except EngineError as exc:
-            raise StreamError(
-                Close.INTERNAL, exc.code, "The speech engine is unavailable.", retryable=exc.retryable
-            ) from None
+            raise StreamError(Close.INTERNAL, exc.code, _engine_message(exc), retryable=exc.retryable) from None
 
     def _spawn(self, coro) -> asyncio.Task:
         task = self._loop.create_task(coro)
@@ -336,7 +346,9 @@ class ProducerStream(StreamEndings):
                 stream_metrics.pump_failed(self, exc)
                 if not exc.retryable or self.counters.engine_restarts >= MAX_ENGINE_RESTARTS or self._finished:
                     log.warning("engine_failed", session_id=str(self.session.pk), code=exc.code)
-                    self._stop(StreamError(Close.INTERNAL, exc.code, "The speech engine failed.", retryable=True))
+                    # Retryable only if a reconnect could help: a non-retryable
+                    # engine error (bad language, bad request) would repeat.
+                    self._stop(StreamError(Close.INTERNAL, exc.code, _engine_message(exc), retryable=exc.retryable))
                     return
                 self.counters.engine_restarts += 1
                 STATS.engine_restarts += 1
@@ -472,6 +484,32 @@ class ProducerStream(StreamEndings):
                 )
                 await asyncio.sleep(0.2 * self._flush_failures)
 
+    async def _check_duration(self) -> bool:
+        """The clinic's session-length limit: a Warning some minutes ahead,
+        then the session is ended cleanly (sealed, Metadata, 1000) so
+        nothing received is lost. Checked once a second, not per frame."""
+        if not self._duration_warned and self.received >= self._warn_bytes:
+            self._duration_warned = True
+            await self.send_control(
+                {
+                    "type": "Warning",
+                    "code": "session_duration_near_limit",
+                    "message": "This session will end soon: the clinic's maximum session length is near.",
+                    "seconds_left": max(0, (self._max_bytes - self.received) // ms_to_bytes(1000, self.sample_rate)),
+                }
+            )
+        if self.received < self._max_bytes:
+            return False
+        await self.send_control(
+            {
+                "type": "Warning",
+                "code": "session_duration_exceeded",
+                "message": "The clinic's maximum session length is reached; the session is ended.",
+            }
+        )
+        self._stop(StreamError(Close.NORMAL, "session_ended", "The session reached its maximum length."))
+        return True
+
     async def _ticker(self) -> None:
         tick = min(1.0, self._flush_seconds)
         next_tick = self._loop.time()
@@ -484,6 +522,8 @@ class ProducerStream(StreamEndings):
                 now = self._loop.time()
                 if now - self._last_activity >= self._idle_seconds:
                     self._stop(StreamError(Close.IDLE, "idle_timeout", "No audio or KeepAlive received."))
+                    return
+                if self._max_bytes and await self._check_duration():
                     return
                 if (self._buffer or self._pending_finals) and now - self._last_flush >= self._flush_seconds - 0.01:
                     await self._flush_or_fail()
