@@ -208,8 +208,10 @@ class ClinicScopedAPIView(ApiView):
 
 
 class IsPlatformStaff(permissions.BasePermission):
-    """Platform operators: a signed-in Django user with ``is_staff``.
-    API keys never qualify — they belong to a clinic."""
+    """Platform operators: a signed-in superuser, as in the admin
+    (``clinics.admin_scoping.is_platform_staff``). Not ``is_staff``: every
+    clinic admin has it to sign in to /admin/. API keys never qualify —
+    they belong to a clinic."""
 
     message = "Only platform staff may do this."
 
@@ -218,7 +220,7 @@ class IsPlatformStaff(permissions.BasePermission):
         return bool(
             user is not None
             and getattr(user, "is_authenticated", False)
-            and getattr(user, "is_staff", False)
+            and getattr(user, "is_superuser", False)
             and not isinstance(request.auth, ApiKey)
         )
 

@@ -1,4 +1,4 @@
-"""Tenant management for platform staff (``user.is_staff``): create,
+"""Tenant management for platform staff (superusers): create,
 suspend and reactivate clinics and set their limits. API keys never reach
 these views; other users get 403 on the collection and 404 on objects."""
 

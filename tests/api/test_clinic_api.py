@@ -12,7 +12,7 @@ from tests.api.conftest import error_code
 
 @pytest.fixture
 def staff_client(db):
-    staff = get_user_model().objects.create_user(username="olga-operator", password="pw", is_staff=True)
+    staff = get_user_model().objects.create_superuser(username="olga-operator", password="pw")
     client = APIClient()
     client.force_login(staff)
     return client
