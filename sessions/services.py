@@ -33,6 +33,12 @@ EXTERNAL_REF_MAX = 128
 _OPEN = (SessionStatus.CREATED, SessionStatus.LIVE)
 
 
+class LiveStateUnavailable(DomainError):
+    status = 503
+    code = "live_state_unavailable"
+    default_message = "Could not check for a live recording; the session was not erased. Try again."
+
+
 class StorageUnavailable(DomainError):
     status = 503
     code = "storage_unavailable"
@@ -96,6 +102,8 @@ def session_token_issue(*, principal: Principal, session: ConsultationSession) -
     """A fresh stream token (e.g. to reconnect); only for open sessions."""
     if session.status not in _OPEN:
         raise Conflict("The session has ended.", code="session_ended")
+    if session.source == "batch":
+        raise Conflict("This session transcribes an uploaded file; it takes no stream.", code="batch_session")
     issued = stream_token_issue(principal=principal, session=session)
     audit_record(
         clinic=principal.clinic,
@@ -144,6 +152,23 @@ def session_end(*, principal: Principal, session: ConsultationSession) -> Consul
     return session
 
 
+def _refuse_while_producer_attached(session: ConsultationSession) -> None:
+    """A session ended over REST keeps its producer for a few seconds (engine
+    drain, last flush, seal): the audio parts it writes then would outlive
+    the erasure. Refused (409, retry) until it has let go of the session."""
+    from transcription.live_state import producer_attached
+
+    try:
+        attached = producer_attached(clinic_id=session.clinic_id, session_id=session.pk)
+    except Exception as exc:
+        log.error("session_erase_live_state_failed", session_id=str(session.pk), error=type(exc).__name__)
+        raise LiveStateUnavailable() from exc
+    if attached:
+        raise Conflict(
+            "The recording connection is still finishing; try again in a few seconds.", code="session_streaming"
+        )
+
+
 def session_erase(*, principal: Principal, session: ConsultationSession) -> dict[str, int]:
     """Erasure: every storage object under the session's prefix, the
     transcript rows and the session row go; an audit tombstone stays.
@@ -158,6 +183,7 @@ def session_erase(*, principal: Principal, session: ConsultationSession) -> dict
     require_admin(principal)
     if session.status == SessionStatus.LIVE:
         raise Conflict("End the live session before erasing it.", code="session_live")
+    _refuse_while_producer_attached(session)
     try:
         objects = storage_delete_prefix(storage_keys.session_prefix(session))
     except (OSError, BotoCoreError, ClientError) as exc:

@@ -146,6 +146,10 @@ class ProducerConsumer(_RawWebSocketApp):
         structlog.contextvars.bind_contextvars(clinic_id=str(auth.session.clinic_id))
         if auth.session.status in _ENDED:
             raise StreamError(Close.CONFLICT, "session_ended", "The session has ended.")
+        if auth.session.source == "batch":
+            # Its audio is the uploaded file: a stream's parts would replace
+            # it when the stream seals the session.
+            raise StreamError(Close.CONFLICT, "batch_session", "This session transcribes an uploaded file.")
         stream = ProducerStream(
             ws=ws,
             auth=auth,

@@ -283,6 +283,28 @@ class MemoryLiveStore(LiveStore):
 
 
 _memory_store = MemoryLiveStore()
+
+
+def producer_attached(*, clinic_id: object, session_id: object) -> bool:
+    """Whether a producer holds the session's lease right now, for sync
+    request handlers (erasure). A producer writes audio parts until it
+    releases its lease, also after the session was ended over REST (it
+    drains the engine, flushes and seals first). Raises on a Redis error:
+    the caller must not assume "nobody"."""
+    key = live_state_key(clinic_id, session_id)
+    if not getattr(settings, "REDIS_URL", ""):
+        state = dict(_memory_store._hashes.get(key, {}))
+    else:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True, socket_timeout=5)
+        try:
+            state = client.hgetall(key)
+        finally:
+            client.close()
+    return bool(state.get("owner")) and int(state.get("lease_until") or 0) > _now_ms()
+
+
 # redis.asyncio connections belong to one event loop; tests run many loops.
 _redis_stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RedisLiveStore] = weakref.WeakKeyDictionary()
 
