@@ -318,9 +318,12 @@ async def run(spec: dict[str, Any], emit=print) -> dict[str, Any]:
     transcripts_in_window = totals.kinds["Transcript"] - transcripts0
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     emit("PHASE measure_end", flush=True)
+    # Keep streaming through the drain: the window's last frames are then
+    # followed by more audio, as mid-session, instead of by a pause (a
+    # pause changes what the server does: coalesced partials, idle timers).
+    await asyncio.sleep(drain)
     for s in connected:
         s.stopped = True
-    await asyncio.sleep(drain)
 
     prod_lat: list[float] = []
     view_lat: list[float] = []

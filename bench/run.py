@@ -46,16 +46,36 @@ def _levels(text: str) -> list[int]:
     return sorted({int(x) for x in text.split(",") if x.strip()})
 
 
+def _latency_only(r: dict[str, Any]) -> bool:
+    return not r["pass"] and r.get("loadgen") is not None and r["why"].startswith("p99")
+
+
 def capacity_search(run_one, levels: list[int], log) -> dict[str, Any]:
     """Walk up ``levels`` until a level fails, then try once halfway
     between the last pass and the first failure. Capacity: the largest N
-    that passed."""
+    that passed.
+
+    A level that failed on latency alone (no errors, nothing missing) is
+    run once more and passes if the rerun does: on a shared machine one
+    stall of someone else's process spoils a p99 far more often than it
+    could rescue one."""
     trials: list[dict[str, Any]] = []
-    best, first_fail = 0, None
-    for n in levels:
+
+    def attempt(n: int) -> dict[str, Any]:
         r = run_one(n)
         trials.append(r)
         log(report.one_line(r))
+        if _latency_only(r):
+            r2 = run_one(n)
+            r2["retry"] = True
+            trials.append(r2)
+            log(report.one_line(r2) + " (rerun)")
+            return r2 if r2["pass"] else r
+        return r
+
+    best, first_fail = 0, None
+    for n in levels:
+        r = attempt(n)
         if r["pass"]:
             best = n
         else:
@@ -64,9 +84,7 @@ def capacity_search(run_one, levels: list[int], log) -> dict[str, Any]:
     if first_fail is not None and first_fail - best >= 100:
         mid = (best + first_fail) // 2 // 50 * 50
         if best < mid < first_fail:
-            r = run_one(mid)
-            trials.append(r)
-            log(report.one_line(r))
+            r = attempt(mid)
             if r["pass"]:
                 best = mid
             else:
@@ -172,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if "compare" not in skip:
         log(f"ASGI servers at {args.compare_n} streams")
-        rows = []
+        # The plain baseline at the same load first: its CPU per frame is the
+        # yardstick of the rows below (same N, minutes apart).
+        rows = [trial_baseline(ctx, args.compare_n)]
+        log(report.one_line(rows[0]))
         for kind in [s.strip() for s in args.servers.split(",") if s.strip()]:
             if not procs.server_available(kind):
                 log(f"  {kind}: not installed, skipped")

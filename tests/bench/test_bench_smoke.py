@@ -52,10 +52,26 @@ def test_it_finds_capacity_as_the_largest_passing_level_with_one_bisection():
 
     def run_one(n):
         ran.append(n)
-        return {"pass": n <= 600, "n": n, "trial": "t", "server": "s", "why": "", "loadgen": None}
+        return {"pass": n <= 600, "n": n, "trial": "t", "server": "s", "why": "errors", "loadgen": None}
 
     result = capacity_search(run_one, [250, 500, 750, 1000], log=lambda _msg: None)
     assert ran == [250, 500, 750, 600]
+    assert result["capacity"] == 600
+    assert result["first_fail"] == 750
+
+
+def test_it_reruns_a_level_that_failed_on_latency_alone_once():
+    ran = []
+
+    def run_one(n):
+        ran.append(n)
+        # One stall spoils the first try of 500; 750 is really too much.
+        ok = n <= 600 and not (n == 500 and ran.count(n) == 1)
+        why = "ok" if ok else "p99 140.0 ms"
+        return {"pass": ok, "n": n, "trial": "t", "server": "s", "why": why, "loadgen": {}}
+
+    result = capacity_search(run_one, [250, 500, 750], log=lambda _msg: None)
+    assert ran == [250, 500, 500, 750, 750, 600]
     assert result["capacity"] == 600
     assert result["first_fail"] == 750
 
