@@ -99,25 +99,30 @@ class ProducerEngineStream(EngineStream):
 
 
 def _late_finals_store(*, principal: Any, session_id: Any, finals: list[TranscriptEvent]) -> None:
+    from django.db import transaction
+
     from clinics.access import access_session
     from clinics.audit import AuditAction, audit_record
     from sessions.batch import transcript_json_write
-    from sessions.models import TranscriptSegment
+    from sessions.selectors import transcript_finals
     from transcription.persistence import finals_store
 
-    finals_store(principal=principal, session_id=session_id, finals=finals)
-    session = access_session(principal, session_id)
-    rows = list(TranscriptSegment.objects.filter(session=session, is_final=True).order_by("start_ms", "id"))
-    if session.audio_sha256:  # sealed: its transcript.json is out of date
-        transcript_json_write(session, rows)
-    audit_record(
-        clinic=principal.clinic,
-        action=AuditAction.TRANSCRIPT_WRITE,
-        object_type="session",
-        object_id=session.pk,
-        actor=principal,
-        details={"late_segments": len(finals)},
-    )
+    # One transaction: readers see the late finals, the rewritten
+    # transcript.json and the audit row together, never the rows alone.
+    with transaction.atomic():
+        finals_store(principal=principal, session_id=session_id, finals=finals)
+        session = access_session(principal, session_id)
+        rows = list(transcript_finals(principal=principal, session=session))
+        if session.audio_sha256:  # sealed: its transcript.json is out of date
+            transcript_json_write(session, rows)
+        audit_record(
+            clinic=principal.clinic,
+            action=AuditAction.TRANSCRIPT_WRITE,
+            object_type="session",
+            object_id=session.pk,
+            actor=principal,
+            details={"late_segments": len(finals)},
+        )
     logger.info("late_finals_stored", session_id=str(session.pk), segments=len(finals))
 
 
