@@ -51,7 +51,7 @@ class ClinicForm(forms.ModelForm):
     class Meta:
         model = Clinic
         fields = (
-            "name", "slug", "default_language", "is_active", "retention_days", "kms_key_id",
+            "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "kms_key_id",
             "transcription_engine", "custom_vocabulary_name", "priority",
         )  # fmt: skip
 
@@ -78,7 +78,7 @@ class ClinicAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         if obj is None:
             return ["name", "slug", "default_language"]
         return [
-            "name", "slug", "default_language", "is_active", "retention_days", "kms_key_id",
+            "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "kms_key_id",
             "transcription_engine", "custom_vocabulary_name", "priority", "quota_summary", "created_at",
         ]  # fmt: skip
 

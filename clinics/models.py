@@ -5,8 +5,10 @@ A clinic is the tenant; every clinic-owned row elsewhere carries a non-null
 """
 
 import uuid
+import zoneinfo
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 
@@ -20,11 +22,22 @@ class Role(models.TextChoices):
     CLINICIAN = "clinician", "Clinician"
 
 
+def validate_time_zone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not an IANA time zone name (e.g. Asia/Tokyo).")
+
+
 class Clinic(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=64, unique=True)
     default_language = models.CharField(max_length=8, choices=Language.choices, default=Language.JA_JP)
+    time_zone = models.CharField(
+        max_length=64,
+        default="Asia/Tokyo",
+        validators=[validate_time_zone],
+        help_text="Times in the console and downloads are shown in this zone (IANA name).",
+    )
     is_active = models.BooleanField(default=True)
     kms_key_id = models.CharField(
         max_length=256, blank=True, help_text="KMS key id or ARN used for this clinic's objects (SSE-KMS)."

@@ -9,6 +9,7 @@ clinic), a ``PlatformActor`` (platform staff acting on tenants) or None
 import hashlib
 import hmac
 import secrets
+import zoneinfo
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -38,6 +39,7 @@ CLINIC_UPDATABLE_FIELDS = frozenset(
     {
         "name",
         "default_language",
+        "time_zone",
         "retention_days",
         "kms_key_id",
         "transcription_engine",
@@ -79,6 +81,10 @@ def _validate_clinic_fields(fields: dict[str, Any]) -> None:
         errors["name"] = "Must be 1-200 characters."
     if "default_language" in fields and fields["default_language"] not in Language.values:
         errors["default_language"] = f"Must be one of {', '.join(Language.values)}."
+    if "time_zone" in fields and not (
+        isinstance(fields["time_zone"], str) and fields["time_zone"] in zoneinfo.available_timezones()
+    ):
+        errors["time_zone"] = "Must be an IANA time zone name, e.g. Asia/Tokyo."
     if "transcription_engine" in fields and fields["transcription_engine"] not in _ENGINES:
         errors["transcription_engine"] = "Must be local, fake, aws or empty."
     for int_field in ("retention_days", "priority"):

@@ -26,7 +26,7 @@ class QuotaUsageSerializer(serializers.Serializer):
     storage_bytes = LimitSerializer()
 
 
-CLINIC_FIELDS = ("id", "name", "slug", "default_language", "is_active", "retention_days", "created_at")
+CLINIC_FIELDS = ("id", "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "created_at")
 
 
 class ClinicSerializer(serializers.Serializer):
@@ -37,6 +37,7 @@ class ClinicSerializer(serializers.Serializer):
     name = serializers.CharField()
     slug = serializers.CharField()
     default_language = serializers.CharField()
+    time_zone = serializers.CharField(help_text="IANA zone the console shows times in.")
     is_active = serializers.BooleanField()
     retention_days = serializers.IntegerField()
     created_at = serializers.DateTimeField()
@@ -50,6 +51,7 @@ class ClinicPatchSerializer(serializers.Serializer):
 
     name = StrictCharField(required=False, max_length=200, min_length=1)
     default_language = StrictChoiceField(choices=Language.choices, required=False)
+    time_zone = StrictCharField(required=False, max_length=64, min_length=1)
     id = serializers.UUIDField(read_only=True)
     slug = serializers.CharField(read_only=True)
     is_active = serializers.BooleanField(read_only=True)

@@ -11,12 +11,14 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 
 from clinics.access import Principal, memberships_of, principal_for_user
 from clinics.api.base import SESSION_CLINIC_KEY, client_ip, request_id
@@ -58,12 +60,16 @@ def console_view(*, admin: bool = False) -> Callable[[View], View]:
             request.console_memberships = memberships  # type: ignore[attr-defined]
             if admin and not principal.is_admin:
                 raise PermissionDenied
+            # Clinicians read times in their clinic's zone, not the server's.
+            timezone.activate(ZoneInfo(principal.clinic.time_zone))
             try:
                 return view(request, *args, **kwargs)
             except NotFound:
                 raise Http404 from None
             except Forbidden:
                 raise PermissionDenied from None
+            finally:
+                timezone.deactivate()
 
         return wrapped
 

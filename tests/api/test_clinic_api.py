@@ -288,3 +288,17 @@ def test_it_falls_back_when_the_remembered_clinic_is_no_longer_the_users(clinici
 def test_it_accepts_the_keys_own_clinic_in_any_uuid_spelling(client_a, clinic_a):
     response = client_a.get("/api/v1/clinic/", HTTP_X_CLINIC_ID=str(clinic_a.id).upper())
     assert response.status_code == 200
+
+
+def test_it_lets_a_clinic_admin_set_the_clinic_time_zone(client_a_admin, clinic_a):
+    response = client_a_admin.patch("/api/v1/clinic/", {"time_zone": "America/New_York"}, format="json")
+    assert response.status_code == 200 and response.json()["time_zone"] == "America/New_York"
+    clinic_a.refresh_from_db()
+    assert clinic_a.time_zone == "America/New_York"
+
+
+def test_it_rejects_an_unknown_time_zone_and_changes_nothing(client_a_admin, clinic_a):
+    response = client_a_admin.patch("/api/v1/clinic/", {"time_zone": "Mars/Olympus_Mons"}, format="json")
+    assert response.status_code == 400 and error_code(response) == "invalid"
+    clinic_a.refresh_from_db()
+    assert clinic_a.time_zone == "Asia/Tokyo"
