@@ -149,7 +149,32 @@ def session_end(*, principal: Principal, session: ConsultationSession) -> Consul
     )
     clinic_id, session_id = session.clinic_id, session.pk
     transaction.on_commit(lambda: _notify_session_ended(clinic_id, session_id))
+    if before == SessionStatus.LIVE:
+        transaction.on_commit(lambda: _seal_if_abandoned(principal, session_id))
     return session
+
+
+def _seal_if_abandoned(principal: Principal, session_id: Any) -> None:
+    """A live session ended with no producer attached (its client dropped
+    earlier) has its acknowledged audio only in parts, and nobody else would
+    write its WAV, sha256 and transcript JSON: without this its audio could
+    not be read and did not count towards usage. An attached producer seals
+    on ``session.ended`` itself. Parts are kept (``drop_parts=False``) in
+    case a producer is still finishing elsewhere; erasure removes them."""
+    from transcription import audio_parts
+    from transcription.live_state import producer_attached
+    from transcription.persistence import session_seal
+
+    try:
+        session = access_session(principal, session_id)
+        if producer_attached(clinic_id=session.clinic_id, session_id=session.pk):
+            return
+        if audio_parts.parts_scan(session).part_count == 0:
+            return
+        session_seal(principal=principal, session_id=session_id, drop_parts=False)
+    except Exception as exc:
+        # Ending stands; the audio stays in parts (erasure still removes it).
+        log.error("session_end_seal_failed", session_id=str(session_id), error=type(exc).__name__)
 
 
 def _refuse_while_producer_attached(session: ConsultationSession) -> None:
