@@ -173,7 +173,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "voiceai.api_errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["clinics.api.parsers.JSONParser"],  # deep nesting is a 400, not a 500
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -213,9 +213,8 @@ METRICS_TOKEN = env_str("METRICS_TOKEN")
 CLOUDWATCH_METRICS_NAMESPACE = env_str("CLOUDWATCH_METRICS_NAMESPACE")
 CLOUDWATCH_METRICS_SERVICE = env_str("CLOUDWATCH_METRICS_SERVICE", "voiceai")
 # SIGTERM drain deadline (voiceai.drain, voiceai.serve). The load balancer's
-# deregistration delay must exceed it. DRAIN_DEADLINE_SECONDS is the name
-# infra/ sets; DRAIN_SECONDS wins when both are set.
-DRAIN_SECONDS = env_float("DRAIN_SECONDS", env_float("DRAIN_DEADLINE_SECONDS", 20.0))
+# deregistration delay must exceed it.
+DRAIN_SECONDS = env_float("DRAIN_SECONDS", 20.0)
 
 # --- logging -------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
