@@ -28,7 +28,7 @@ from sessions.tokens import InvalidStreamToken, stream_token_consume
 from transcription import audio_parts
 from transcription.audio import pcm_ms
 from transcription.engines.base import TranscriptEvent
-from voiceai.errors import NotFound
+from voiceai.errors import ClinicSuspended, NotFound
 from voiceai.logging import get_logger
 
 log = get_logger(__name__)
@@ -103,13 +103,21 @@ def _web_session_user(session_key: str) -> AbstractBaseUser | None:
 
 def _user_session(user: AbstractBaseUser, session_id: str, client_ip: str | None):
     # A user may belong to several clinics: try each membership through the
-    # access layer; none matching is the same 404 as a missing session.
+    # access layer; none matching is the same 404 as a missing session. A
+    # suspended clinic must not hide the session of another, active one.
+    suspended: ClinicSuspended | None = None
     for membership in memberships_of(user):
         try:
             principal = principal_for_user(user, clinic_id=membership.clinic_id, client_ip=client_ip)
+        except ClinicSuspended as exc:
+            suspended = exc
+            continue
+        try:
             return principal, access_session(principal, session_id)
         except NotFound:
             continue
+    if suspended is not None:
+        raise suspended
     raise NotFound("Session not found.")
 
 
