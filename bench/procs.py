@@ -48,10 +48,9 @@ def _bin(name: str) -> str:
 
 
 def _uvicorn_app(app: str, port: int) -> list[str]:
-    return [
-        *[PY, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop"],
-        *["--http", "httptools", "--ws", "websockets", "--no-access-log", "--log-level", "warning"],
-    ]
+    """Like the Dockerfile's command (uvicorn's defaults), for another app
+    module: the A/B variants differ from the project in one thing only."""
+    return [PY, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
 
 
 # The ASGI servers compared on the WebSocket path. Each entry turns a port
@@ -75,6 +74,18 @@ ASGI_SERVERS: dict[str, object] = {
         "--no-access-log",
         "--log-level",
         "warning",
+    ],
+    # Exactly the Dockerfile's command (uvicorn's defaults: uvloop, httptools,
+    # and --ws auto, which is websockets-sansio in uvicorn 0.54).
+    "dockerfile": lambda port: [
+        PY,
+        "-m",
+        "uvicorn",
+        "voiceai.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
     ],
     # The production launcher (voiceai/serve.py: uvicorn with drain on SIGTERM).
     "serve": lambda port: [PY, "-m", "voiceai.serve", "--host", "127.0.0.1", "--port", str(port)],

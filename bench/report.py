@@ -110,7 +110,8 @@ def _compare_costs(results: dict[str, Any]) -> tuple[float | None, float | None,
     so both sides are taken at one N."""
     rows = results.get("compare") or []
     base = next((r for r in rows if r.get("trial") == "baseline"), None)
-    proj = next((r for r in rows if r.get("server") == "uvicorn"), None)
+    kind = (results.get("args") or {}).get("project_server", "uvicorn")
+    proj = next((r for r in rows if r.get("server") == kind), None)
     return _cost(proj), _cost(base), (base or {}).get("n")
 
 
@@ -267,7 +268,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         targets_table(results),
     ]
-    for key, title in (("baseline", "Plain `websockets` baseline"), ("project", "The project (uvicorn)")):
+    kind = (results.get("args") or {}).get("project_server", "uvicorn")
+    for key, title in (("baseline", "Plain `websockets` baseline"), ("project", f"The project (`{kind}`)")):
         section = results.get(key)
         if section:
             parts += [

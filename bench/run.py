@@ -124,7 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", default=None, help="capacity ladder (streams), default 250,500,...,2000")
     parser.add_argument(
         "--servers",
-        default="uvicorn,uvicorn-sansio,uvicorn-wsproto,serve,uvicorn-gcprobe,uvicorn-gcdefault,uvicorn-nofreeze,daphne,hypercorn,granian",
+        default="dockerfile,uvicorn,uvicorn-sansio,uvicorn-wsproto,serve,uvicorn-gcprobe,uvicorn-gcdefault,uvicorn-nofreeze,daphne,hypercorn,granian",
+    )
+    parser.add_argument(
+        "--project-server",
+        default="dockerfile",
+        help="server kind measured as the project (default: the Dockerfile's command)",
     )
     parser.add_argument("--compare-n", type=int, default=300, help="load at which ASGI servers are compared")
     parser.add_argument("--design-n", type=int, default=1000, help="streams across two processes")
@@ -178,14 +183,17 @@ def main(argv: list[str] | None = None) -> int:
         duration=args.duration,
     )
     levels = _levels(args.levels or "250,500,750,1000,1250,1500,2000")
+    project = args.project_server
     results: dict[str, Any] = {"machine": info, "command": command, "args": vars(args)}
 
     if "baseline" not in skip:
         log("baseline: plain websockets server on core 0")
         results["baseline"] = capacity_search(lambda n: trial_baseline(ctx, n), levels, log)
     if "capacity" not in skip:
-        log("project: uvicorn on core 0")
-        results["project"] = capacity_search(lambda n: trial_platform(ctx, n, label="capacity"), levels, log)
+        log(f"project: {project} on core 0")
+        results["project"] = capacity_search(
+            lambda n: trial_platform(ctx, n, server_kind=project, label="capacity"), levels, log
+        )
     cap = results.get("project", {}).get("capacity") or 500
 
     if "compare" not in skip:
@@ -209,26 +217,26 @@ def main(argv: list[str] | None = None) -> int:
     if "viewer" not in skip:
         n = max(10, cap // 2)
         log(f"viewer on a second process, {n} sessions (half capacity)")
-        r = trial_platform(ctx, n, viewers=True, label="viewer")
+        r = trial_platform(ctx, n, server_kind=project, viewers=True, label="viewer")
         results["viewer"] = r
         log(report.one_line(r))
 
     if "design" not in skip:
         log(f"design load: {args.design_n} streams across two processes (unpinned)")
-        r = trial_platform(ctx, args.design_n, two_process=True, pin=False, label="design")
+        r = trial_platform(ctx, args.design_n, server_kind=project, two_process=True, pin=False, label="design")
         results["design"] = r
         log(report.one_line(r))
 
     if "rest" not in skip:
         log("REST: 60-minute transcript (1,000 segments)")
-        results["rest"] = rest_retrieval(ctx)
+        results["rest"] = rest_retrieval(ctx, project)
         log(json.dumps(results["rest"]))
 
     if "profile" not in skip:
         proj = results.get("project", {})
         n = proj.get("first_fail") or max(cap, 500)
         log(f"profile: py-spy on the project's server at {n} streams")
-        r = trial_platform(ctx, n, label="profile", profile_seconds=max(5.0, args.duration - 1))
+        r = trial_platform(ctx, n, server_kind=project, label="profile", profile_seconds=max(5.0, args.duration - 1))
         results["profile"] = r
         log(report.one_line(r))
 
@@ -248,10 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def rest_retrieval(ctx: BenchContext) -> dict[str, Any]:
+def rest_retrieval(ctx: BenchContext, kind: str) -> dict[str, Any]:
     bc = provision.bench_clinic("rest")
     session_id = provision.seed_long_transcript(bc)
-    server = procs.start_asgi("uvicorn", env=ctx.server_env(), core=ctx.server_core, log_dir=ctx.work_dir / "logs")
+    server = procs.start_asgi(kind, env=ctx.server_env(), core=ctx.server_core, log_dir=ctx.work_dir / "logs")
     try:
         return provision.time_transcript_fetch(f"http://127.0.0.1:{server.port}", session_id, bc.api_key_raw)
     finally:
