@@ -192,8 +192,10 @@ def spawn_server(
     log_fd, log_name = tempfile.mkstemp(prefix=f"voiceai-server-{port}-", suffix=".log")
     try:
         proc = subprocess.Popen(
-            # launcher "serve" (or TEST_SERVER_LAUNCHER=serve): voiceai.serve.
-            (_serve_cmd if (launcher or os.environ.get("TEST_SERVER_LAUNCHER")) == "serve" else _uvicorn_cmd)(
+            # The production launcher by default, so real-process tests run
+            # what the image runs; launcher="uvicorn" (or
+            # TEST_SERVER_LAUNCHER=uvicorn) for the plain uvicorn CLI.
+            (_uvicorn_cmd if (launcher or os.environ.get("TEST_SERVER_LAUNCHER")) == "uvicorn" else _serve_cmd)(
                 port, extra_args
             ),
             cwd=REPO_ROOT,

@@ -138,7 +138,11 @@ class WebService(Construct):
             "CLOUDWATCH_METRICS_NAMESPACE": METRIC_NAMESPACE,
             "CLOUDWATCH_METRICS_SERVICE": self.metrics_service,
             # The app's drain must finish before ECS's SIGKILL.
-            "DRAIN_DEADLINE_SECONDS": str(max(1, config.stop_timeout_seconds - 15)),
+            "DRAIN_SECONDS": str(max(1, config.stop_timeout_seconds - 15)),
+            # Tasks sit in private subnets reachable only from the ALB (security
+            # group), so its X-Forwarded-For is trusted: audit rows get the
+            # clinician's address, not the ALB's.
+            "FORWARDED_ALLOW_IPS": "*",
         }
         task_def.add_container(
             "app",

@@ -169,7 +169,8 @@ def test_it_gives_a_stopping_task_time_to_drain_before_sigkill(synth: Synth) -> 
     assert 30 <= delay <= 300
     assert container["StopTimeout"] == 120  # Fargate's maximum
     # The app's own drain deadline ends before ECS kills it.
-    assert 0 < int(env["DRAIN_DEADLINE_SECONDS"]) < container["StopTimeout"]
+    assert 0 < int(env["DRAIN_SECONDS"]) < container["StopTimeout"]
+    assert env["FORWARDED_ALLOW_IPS"] == "*"
 
 
 # --- service and scaling -------------------------------------------------------

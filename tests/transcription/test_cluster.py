@@ -77,8 +77,9 @@ async def test_it_lets_a_viewer_on_another_process_follow_the_producer(cluster, 
             await _read_until(viewer, "End", viewed, seconds=20)
     assert _finals(produced) == ["fake-0", "fake-2000", "fake-4000"]
     assert _finals(viewed) == _finals(produced)
-    # The servers logged the connections, but never a token.
-    assert "token=[redacted]" in a.output() + b.output()
+    # The servers logged the connections, but never a token (the redaction
+    # of access-log lines is covered in tests/ops/test_runtime.py).
+    assert "connection open" in a.output() and "connection open" in b.output()
     assert producer_token not in a.output() and viewer_token not in b.output()
 
 
