@@ -320,7 +320,8 @@ def markdown(results: dict[str, Any]) -> str:
                     1,
                 )
             else:
-                row = row.replace(f"| {r['server']} |", f"| {r['server']} x2 processes, unpinned |", 1)
+                where = "one per core" if r.get("pinned") else "unpinned"
+                row = row.replace(f"| {r['server']} |", f"| {r['server']} x2 processes, {where} |", 1)
             parts.append(row)
     prof = results.get("profile")
     if prof:

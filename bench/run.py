@@ -222,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         log(report.one_line(r))
 
     if "design" not in skip:
-        log(f"design load: {args.design_n} streams across two processes (unpinned)")
-        r = trial_platform(ctx, args.design_n, server_kind=project, two_process=True, pin=False, label="design")
+        log(f"design load: {args.design_n} streams across two processes (one per core)")
+        r = trial_platform(ctx, args.design_n, server_kind=project, two_process=True, label="design")
         results["design"] = r
         log(report.one_line(r))
 

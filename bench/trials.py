@@ -75,7 +75,7 @@ class BenchContext:
         return env
 
 
-def run_loadgen(ctx: BenchContext, spec: dict[str, Any], on_phase=None) -> dict[str, Any]:
+def run_loadgen(ctx: BenchContext, spec: dict[str, Any], on_phase=None, *, pin: bool = True) -> dict[str, Any]:
     """Run ``bench.loadgen`` pinned to the load generator's core; call
     ``on_phase(name)`` at each PHASE line; return its RESULT."""
     spec = {"warmup": ctx.warmup, "duration": ctx.duration, "drain": ctx.drain, **spec}
@@ -83,7 +83,7 @@ def run_loadgen(ctx: BenchContext, spec: dict[str, Any], on_phase=None) -> dict[
     with os.fdopen(fd, "w") as f:
         json.dump(spec, f)
     argv = [procs.PY, "-m", "bench.loadgen", path]
-    if ctx.loadgen_core is not None:
+    if pin and ctx.loadgen_core is not None:
         argv = ["taskset", "-c", str(ctx.loadgen_core), *argv]
     timeout = 120 + ctx.warmup + ctx.duration + ctx.drain + len(spec["streams"]) * 0.2
     proc = subprocess.Popen(argv, cwd=procs.ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -257,7 +257,8 @@ def trial_platform(
     - ``two_process`` without viewers: producers split across two
       processes (the design's whole-load check);
     - ``pin``: server A on the server core, server B on the load
-      generator's core; unpinned lets the OS place all of them.
+      generator's core (with ``two_process`` the load generator then
+      floats); unpinned lets the OS place all of them.
     """
     bc = provision.bench_clinic(label)
     cid = str(bc.clinic.pk)
@@ -309,7 +310,9 @@ def trial_platform(
                 prof_holder["proc"] = _start_profile(a, profile_seconds, ctx)
 
         spec = {"origin": f"http://127.0.0.1:{a.port}", "streams": streams}
-        loadgen = run_loadgen(ctx, spec, on_phase)
+        # The design load: one server per core, everything else (load
+        # generator, Redis, PostgreSQL) where the OS puts it.
+        loadgen = run_loadgen(ctx, spec, on_phase, pin=pin and not two_process)
         if "proc" in prof_holder:
             profile = _finish_profile(prof_holder["proc"])
         result: dict[str, Any] = {
