@@ -48,8 +48,8 @@ def _bin(name: str) -> str:
 
 
 def _uvicorn_app(app: str, port: int) -> list[str]:
-    """Like the Dockerfile's command (uvicorn's defaults), for another app
-    module: the A/B variants differ from the project in one thing only."""
+    """Bare uvicorn with its defaults, for another app module (the A/B
+    variants: compare them with ``uvicorn-auto``)."""
     return [PY, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
 
 
@@ -75,9 +75,9 @@ ASGI_SERVERS: dict[str, object] = {
         "--log-level",
         "warning",
     ],
-    # Exactly the Dockerfile's command (uvicorn's defaults: uvloop, httptools,
-    # and --ws auto, which is websockets-sansio in uvicorn 0.54).
-    "dockerfile": lambda port: [
+    # Bare uvicorn with its defaults: uvloop, httptools, and --ws auto, which
+    # is websockets-sansio in uvicorn 0.54.
+    "uvicorn-auto": lambda port: [
         PY,
         "-m",
         "uvicorn",
@@ -87,7 +87,8 @@ ASGI_SERVERS: dict[str, object] = {
         "--port",
         str(port),
     ],
-    # The production launcher (voiceai/serve.py: uvicorn with drain on SIGTERM).
+    # The production launcher, what the Dockerfile runs (voiceai/serve.py:
+    # uvicorn, ws="websockets", with drain on SIGTERM).
     "serve": lambda port: [PY, "-m", "voiceai.serve", "--host", "127.0.0.1", "--port", str(port)],
     "uvicorn-gcprobe": lambda port: _uvicorn_app("bench.asgi_gcprobe:application", port),
     "uvicorn-nofreeze": lambda port: _uvicorn_app("bench.asgi_unfrozen:application", port),

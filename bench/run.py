@@ -124,12 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", default=None, help="capacity ladder (streams), default 250,500,...,2000")
     parser.add_argument(
         "--servers",
-        default="dockerfile,uvicorn,uvicorn-sansio,uvicorn-wsproto,serve,uvicorn-gcprobe,uvicorn-gcdefault,uvicorn-nofreeze,daphne,hypercorn,granian",
+        default="serve,uvicorn-auto,uvicorn-wsproto,uvicorn-gcprobe,uvicorn-gcdefault,uvicorn-nofreeze,daphne,hypercorn,granian",
     )
     parser.add_argument(
         "--project-server",
-        default="dockerfile",
-        help="server kind measured as the project (default: the Dockerfile's command)",
+        default="serve",
+        help="server kind measured as the project (default: the Dockerfile's launcher, python -m voiceai.serve)",
     )
     parser.add_argument("--compare-n", type=int, default=300, help="load at which ASGI servers are compared")
     parser.add_argument("--design-n", type=int, default=1000, help="streams across two processes")
