@@ -21,7 +21,7 @@ from django.utils.text import slugify
 
 from clinics.audit import AuditAction, audit_record
 from clinics.models import ApiKey, Clinic, ClinicQuota, Language, Membership, Role
-from voiceai.errors import Conflict, InvalidInput
+from voiceai.errors import Conflict, InvalidInput, NotFound
 from voiceai.logging import get_logger
 
 log = get_logger(__name__)
@@ -310,12 +310,34 @@ def _admin_count(clinic: Clinic) -> int:
     return Membership.objects.filter(clinic=clinic, role=Role.ADMIN).count()
 
 
+def _may_enrol_anyone(actor: Any) -> bool:
+    """Platform staff (a superuser, in the admin or over the API) and system
+    jobs (no actor: commands, seeding) may add any user to any clinic."""
+    if actor is None or isinstance(actor, PlatformActor):
+        return True
+    user = getattr(actor, "user", None)
+    return bool(user is not None and user.is_active and user.is_superuser)
+
+
 @transaction.atomic
 def membership_add(*, clinic: Clinic, user: AbstractBaseUser, role: str, actor: Any = None) -> Membership:
+    """Add ``user`` to ``clinic``.
+
+    A clinic admin may enrol an existing user only if that user belongs to
+    no other clinic: otherwise any clinic could pull another clinic's people
+    in (and see their email), and a look-alike clinic name would then sit in
+    their clinic picker. Such a user answers exactly like a missing one
+    (404 ``user_not_found``), so usernames of other clinics can't be probed.
+    """
     if role not in Role.values:
         raise InvalidInput("Unknown role.", details={"role": f"Must be one of {', '.join(Role.values)}."})
     if Membership.objects.filter(clinic=clinic, user=user).exists():
         raise Conflict("The user is already a member.", code="already_member")
+    # Lock the user row: two clinics enrolling the same free user at once
+    # must not both pass the check below.
+    type(user)._default_manager.select_for_update().filter(pk=user.pk).first()
+    if not _may_enrol_anyone(actor) and Membership.objects.filter(user=user).exclude(clinic=clinic).exists():
+        raise NotFound("No such user.", code="user_not_found")
     try:
         with transaction.atomic():
             membership = Membership.objects.create(clinic=clinic, user=user, role=role)

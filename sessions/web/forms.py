@@ -46,4 +46,6 @@ class ClinicPickForm(forms.Form):
 
     def __init__(self, *args: object, memberships: list, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.fields["clinic"].choices = [(str(m.clinic_id), m.clinic.name) for m in memberships]
+        # The slug is unique and set by platform staff at creation; names are
+        # free text a clinic admin can change, so two clinics may look alike.
+        self.fields["clinic"].choices = [(str(m.clinic_id), f"{m.clinic.name} ({m.clinic.slug})") for m in memberships]
