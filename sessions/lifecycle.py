@@ -1,4 +1,5 @@
-"""Data lifecycle: retention purge and clinic export (offboarding).
+"""Data lifecycle: ending abandoned live sessions, retention purge and
+clinic export (offboarding).
 
 Both act as a system principal of one clinic at a time, go through the
 access layer and the same services as user actions, and leave audit rows:
@@ -11,16 +12,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from django.conf import settings
+from django.db.models import Max, Q
 from django.utils import timezone
 
-from clinics.access import Principal, sessions_visible_to, system_principal
+from clinics.access import Principal, audit_events_visible_to, sessions_visible_to, system_principal
 from clinics.audit import AuditAction, audit_record
 from clinics.models import Clinic
 from sessions import storage_keys
 from sessions.formats import transcript_as_json, transcript_as_txt
 from sessions.models import ConsultationSession, SessionStatus
 from sessions.selectors import transcript_finals
-from sessions.services import session_erase
+from sessions.services import session_end, session_erase
 from sessions.storage import storage_iter_range, storage_size
 from voiceai.errors import DomainError
 from voiceai.logging import get_logger
@@ -69,6 +72,89 @@ def sessions_purge_expired(*, now: datetime | None = None, dry_run: bool = False
                     "retention_purge_failed", clinic_id=str(clinic.pk), session_id=str(session.pk), code=exc.code
                 )
     log.info("retention_purge_done", clinics=report.clinics, erased=report.erased, failed=len(report.failed))
+    return report
+
+
+@dataclass
+class ReapReport:
+    ended: int = 0
+    # Sessions left live because their state could not be checked or ended;
+    # the next run retries them.
+    failed: list[str] = field(default_factory=list)
+
+
+def _last_stream_activity(*, principal: Principal, sessions: list[ConsultationSession]) -> dict[str, datetime]:
+    """The latest ``stream.start``/``stream.stop`` audit time per session id:
+    one grouped query per clinic, on the (clinic, object_type, object_id) index."""
+    rows = (
+        audit_events_visible_to(principal)
+        .filter(
+            object_type="session",
+            object_id__in=[str(s.pk) for s in sessions],
+            action__in=[AuditAction.STREAM_START, AuditAction.STREAM_STOP],
+        )
+        .values("object_id")
+        .annotate(last=Max("created_at"))
+    )
+    return {row["object_id"]: row["last"] for row in rows}
+
+
+def sessions_abandoned(*, principal: Principal, now: datetime, idle_hours: float) -> list[ConsultationSession]:
+    """Streamed sessions still ``live`` with no stream start or stop for
+    ``idle_hours`` (nor a start, for sessions never connected since). Whether
+    a producer still holds the lease is the caller's check (live store).
+    Batch sessions are live while their job runs and have no stream."""
+    cutoff = now - timedelta(hours=idle_hours)
+    candidates = list(
+        sessions_visible_to(principal)
+        .filter(status=SessionStatus.LIVE)
+        .exclude(source="batch")
+        .filter(Q(started_at__lt=cutoff) | Q(started_at__isnull=True, created_at__lt=cutoff))
+        .order_by("created_at")
+    )
+    if not candidates:
+        return []
+    activity = _last_stream_activity(principal=principal, sessions=candidates)
+    abandoned = []
+    for session in candidates:
+        since = session.started_at or session.created_at
+        if max(activity.get(str(session.pk), since), since) < cutoff:
+            abandoned.append(session)
+    return abandoned
+
+
+def sessions_reap_abandoned(*, now: datetime | None = None, idle_hours: float | None = None) -> ReapReport:
+    """End every live session whose client never came back, so retention
+    (which skips live sessions) can reach its audio later.
+
+    ``idle_hours`` defaults to ABANDONED_SESSION_HOURS (read per call, so a
+    changed setting applies without a restart of the scheduler). A session
+    whose producer holds its lease is streaming, however long ago it
+    started, and is left alone; so is one whose lease can't be checked
+    (Redis down): "unknown" must never read as "nobody". Ending goes through
+    ``session_end``, which seals the audio from its parts after commit."""
+    from transcription.live_state import producer_attached  # sessions must not import the realtime part at load
+
+    now = now or timezone.now()
+    hours = settings.ABANDONED_SESSION_HOURS if idle_hours is None else idle_hours
+    report = ReapReport()
+    for clinic in Clinic.objects.order_by("slug"):
+        principal = system_principal(clinic, label="abandoned")
+        for session in sessions_abandoned(principal=principal, now=now, idle_hours=hours):
+            try:
+                if producer_attached(clinic_id=clinic.pk, session_id=session.pk):
+                    continue
+                session_end(principal=principal, session=session)
+                report.ended += 1
+            except Exception as exc:  # Redis or a domain refusal: retried next run
+                report.failed.append(str(session.pk))
+                log.warning(
+                    "abandoned_reap_failed",
+                    clinic_id=str(clinic.pk),
+                    session_id=str(session.pk),
+                    error=type(exc).__name__,
+                )
+    log.info("abandoned_reap_done", ended=report.ended, failed=len(report.failed))
     return report
 
 

@@ -198,6 +198,9 @@ STREAM_TOKEN_TTL_SECONDS = env_int("STREAM_TOKEN_TTL_SECONDS", 60, minimum=1)
 STREAM_IDLE_TIMEOUT_SECONDS = env_float("STREAM_IDLE_TIMEOUT_SECONDS", 15.0)
 AUDIO_FLUSH_SECONDS = env_float("AUDIO_FLUSH_SECONDS", 1.0)
 SESSION_LEASE_SECONDS = env_int("SESSION_LEASE_SECONDS", 15, minimum=2)
+# A live session with no producer and no stream activity for this long is
+# ended and sealed by purge_expired_sessions (sessions.lifecycle), so retention can reach it.
+ABANDONED_SESSION_HOURS = env_int("ABANDONED_SESSION_HOURS", 12, minimum=1)
 WS_ALLOWED_ORIGINS = env_list("WS_ALLOWED_ORIGINS")
 
 # --- AWS Transcribe ----------------------------------------------------------
