@@ -37,7 +37,7 @@ from clinics.audit import AuditAction, audit_record
 from sessions import storage_keys
 from sessions.failure import session_fail
 from sessions.models import ConsultationSession, SessionStatus, TranscriptSegment
-from sessions.services import session_create
+from sessions.services import quota_ensure_available, session_create
 from voiceai.errors import DomainError, InvalidInput
 from voiceai.logging import get_logger
 
@@ -115,6 +115,8 @@ def batch_create(
     size = getattr(upload, "size", None) or 0
     if size > settings.BATCH_UPLOAD_MAX_BYTES:
         raise UploadTooLarge(details={"max_bytes": settings.BATCH_UPLOAD_MAX_BYTES})
+    # Before reading and parsing up to BATCH_UPLOAD_MAX_BYTES; session_create checks again.
+    quota_ensure_available(clinic=principal.clinic)
     audio = wav_parse(upload.read(settings.BATCH_UPLOAD_MAX_BYTES + 1))
     from transcription.audio import wav_bytes
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from clinics.access import Principal, access_session, ensure_clinic_active, require_admin, segments_visible_to
 from clinics.audit import AuditAction, audit_record
-from clinics.models import Language
+from clinics.models import Clinic, Language
 from sessions import storage_keys
 from sessions.models import ConsultationSession, SessionStatus, TranscriptSegment
 from sessions.selectors import clinic_usage, transcript_finals
@@ -49,6 +49,20 @@ def _engine_for(principal: Principal) -> str:
     return principal.clinic.transcription_engine or settings.TRANSCRIPTION_ENGINE
 
 
+def quota_ensure_available(*, clinic: Clinic) -> None:
+    """Refuse new audio (429) when the clinic's audio minutes for this month
+    or its storage are used up. Checked where audio starts: session create,
+    batch upload and the producer socket's connect — never per frame."""
+    quota = getattr(clinic, "quota", None)  # no quota row: no limits to enforce
+    if quota is None:
+        return
+    usage = clinic_usage(clinic=clinic)
+    if usage["audio_minutes_this_month"] >= quota.audio_minutes_per_month:
+        raise QuotaExceeded("The clinic's audio minutes for this month are used up.", code="audio_minutes_exhausted")
+    if usage["storage_bytes"] >= quota.storage_bytes:
+        raise QuotaExceeded("The clinic's audio storage is full.", code="storage_quota_exceeded")
+
+
 @transaction.atomic
 def session_create(
     *,
@@ -72,11 +86,7 @@ def session_create(
         errors["external_ref"] = f"Must be a string of at most {EXTERNAL_REF_MAX} characters."
     if errors:
         raise InvalidInput("The session has invalid fields.", details=errors)
-    quota = getattr(principal.clinic, "quota", None)
-    if quota is not None and clinic_usage(clinic=principal.clinic)["audio_minutes_this_month"] >= (
-        quota.audio_minutes_per_month
-    ):
-        raise QuotaExceeded("The clinic's audio minutes for this month are used up.", code="audio_minutes_exhausted")
+    quota_ensure_available(clinic=principal.clinic)
     session = ConsultationSession.objects.create(
         clinic=principal.clinic,
         created_by=principal.user if principal.user is not None and principal.user.pk else None,

@@ -24,11 +24,13 @@ from clinics.access import Principal, access_session, memberships_of, principal_
 from clinics.audit import AuditAction, audit_record
 from sessions import storage_keys
 from sessions.models import ConsultationSession, SessionStatus, TranscriptSegment
+from sessions.services import quota_ensure_available
 from sessions.tokens import InvalidStreamToken, stream_token_consume
 from transcription import audio_parts
 from transcription.audio import pcm_ms
 from transcription.engines.base import TranscriptEvent
-from voiceai.errors import ClinicSuspended, NotFound
+from transcription.wire import Close, StreamError
+from voiceai.errors import ClinicSuspended, NotFound, QuotaExceeded
 from voiceai.logging import get_logger
 
 log = get_logger(__name__)
@@ -135,6 +137,12 @@ def stream_start(*, principal: Principal, session_id: object, resume_from_byte: 
         session = access_session(principal, session_id, for_update=True)
         if session.status not in _OPEN:
             raise SessionClosed()
+        # Once per connect, in this call: refused before the session goes live
+        # or a stream.start is audited (frames are never checked).
+        try:
+            quota_ensure_available(clinic=principal.clinic)
+        except QuotaExceeded as exc:
+            raise StreamError(Close.QUOTA, exc.code, exc.message) from None
         if session.status == SessionStatus.CREATED:
             session.status = SessionStatus.LIVE
             session.started_at = timezone.now()

@@ -36,6 +36,7 @@ class BatchTranscriptionView(ClinicScopedAPIView):
             202: SessionSerializer,
             400: OpenApiResponse(description="Not a 16-bit PCM mono 8-48 kHz WAV, or invalid fields."),
             413: OpenApiResponse(description="Larger than BATCH_UPLOAD_MAX_BYTES."),
+            429: OpenApiResponse(description="Quota used up: audio_minutes_exhausted or storage_quota_exceeded."),
         },
         description="Creates a session (source=batch) and transcribes the file in the background; poll "
         "GET /api/v1/sessions/{id}/ for status and progress, then read its transcript.",

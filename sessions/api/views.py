@@ -75,7 +75,12 @@ class SessionListCreateView(ClinicScopedAPIView):
     @extend_schema(
         operation_id="sessions_create",
         request=SessionCreateSerializer,
-        responses={201: SessionCreatedSerializer, 400: error_response("Invalid body."), **ERRORS},
+        responses={
+            201: SessionCreatedSerializer,
+            400: error_response("Invalid body."),
+            429: error_response("Quota used up: audio_minutes_exhausted or storage_quota_exceeded."),
+            **ERRORS,
+        },
     )
     def post(self, request: Request) -> Response:
         data = validated_data(SessionCreateSerializer, request.data)
