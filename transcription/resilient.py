@@ -36,7 +36,15 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from transcription.engines.base import Engine, EngineError, EngineStream, StreamConfig, TranscriptEvent
+from transcription.engines.base import (
+    END_OF_EVENTS,
+    Engine,
+    EngineError,
+    EngineStream,
+    StreamConfig,
+    TranscriptEvent,
+    events_from_queue,
+)
 from voiceai.logging import get_logger
 
 logger = get_logger(__name__)
@@ -45,7 +53,7 @@ Opener = Callable[[StreamConfig], Awaitable[EngineStream]]
 Notice = Callable[[dict], None]
 OnFailed = Callable[[EngineError], Awaitable[None]]
 
-_END = object()
+_END = END_OF_EVENTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,13 +171,8 @@ class ResilientStream(EngineStream):
         held, self._held_notices = self._held_notices or [], None
         for message in held:
             self._notice_sink(message)
-        while True:
-            item = await self._out.get()
-            if item is _END:
-                return
-            if isinstance(item, EngineError):
-                raise item
-            yield item
+        async for event in events_from_queue(self._out):
+            yield event
 
     async def aclose(self) -> None:
         if self._closed:

@@ -32,7 +32,15 @@ from awscrt import io as crt_io
 from awscrt.exceptions import AwsCrtError
 from django.conf import settings
 
-from transcription.engines.base import Engine, EngineError, EngineStream, StreamConfig, TranscriptEvent
+from transcription.engines.base import (
+    END_OF_EVENTS,
+    Engine,
+    EngineError,
+    EngineStream,
+    StreamConfig,
+    TranscriptEvent,
+    events_from_queue,
+)
 from voiceai.logging import get_logger
 
 logger = get_logger(__name__)
@@ -44,7 +52,7 @@ MAX_CHUNK_BYTES = 32 * 1024
 MAX_STREAM_SECONDS = 4 * 60 * 60 - 5 * 60
 MAX_SILENCE_SECONDS = 15.0
 
-_END = object()
+_END = END_OF_EVENTS
 
 # Vendor error → (our code, retryable). Throttling and 5xx can succeed on a
 # new stream; a bad request or a session-id conflict will fail again.
@@ -118,13 +126,8 @@ class AwsTranscribeStream(EngineStream):
             await self._sender
 
     async def events(self) -> AsyncIterator[TranscriptEvent]:
-        while True:
-            item = await self._out.get()
-            if item is _END:
-                return
-            if isinstance(item, EngineError):
-                raise item
-            yield item
+        async for event in events_from_queue(self._out):
+            yield event
 
     async def aclose(self) -> None:
         if self._closed:

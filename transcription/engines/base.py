@@ -8,6 +8,7 @@ event loop, so engines buffer and do their work in their own task.
 """
 
 import abc
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -48,6 +49,23 @@ class StreamConfig:
     # and upstream stream rollovers.
     start_offset_ms: int = 0
     extra: dict[str, str] = field(default_factory=dict)
+
+
+# Put on an engine's output queue after the last event.
+END_OF_EVENTS = object()
+
+
+async def events_from_queue(queue: asyncio.Queue) -> AsyncIterator[TranscriptEvent]:
+    """The usual body of ``EngineStream.events``: yield what the engine's
+    task puts on ``queue`` until END_OF_EVENTS; an EngineError put there
+    is raised to the reader, so failures arrive in order with the events."""
+    while True:
+        item = await queue.get()
+        if item is END_OF_EVENTS:
+            return
+        if isinstance(item, EngineError):
+            raise item
+        yield item
 
 
 class EngineStream(abc.ABC):

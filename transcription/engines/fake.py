@@ -23,7 +23,14 @@ from collections.abc import AsyncIterator
 
 from django.conf import settings
 
-from transcription.engines.base import Engine, EngineStream, StreamConfig, TranscriptEvent
+from transcription.engines.base import (
+    END_OF_EVENTS,
+    Engine,
+    EngineStream,
+    StreamConfig,
+    TranscriptEvent,
+    events_from_queue,
+)
 
 SEGMENT_MS = 2000
 PARTIAL_EVERY_MS = 500
@@ -52,7 +59,7 @@ _WORDS = [
     "persist",
 ]
 
-_END = object()
+_END = END_OF_EVENTS
 
 
 def script_words(start_ms: int, end_ms: int) -> str:
@@ -131,11 +138,8 @@ class FakeEngineStream(EngineStream):
         self._out.put_nowait(_END)
 
     async def events(self) -> AsyncIterator[TranscriptEvent]:
-        while True:
-            item = await self._out.get()
-            if item is _END:
-                return
-            yield item
+        async for event in events_from_queue(self._out):
+            yield event
 
     # --- helpers -------------------------------------------------------------
 

@@ -41,7 +41,15 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from transcription.engines.base import Engine, EngineError, EngineStream, StreamConfig, TranscriptEvent
+from transcription.engines.base import (
+    END_OF_EVENTS,
+    Engine,
+    EngineError,
+    EngineStream,
+    StreamConfig,
+    TranscriptEvent,
+    events_from_queue,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +58,7 @@ BATCH_MS = 400  # audio handed to the decoder per round trip: partial latency vs
 MAX_EXCHANGE_MS = 1000  # a backlog is caught up in round trips of at most this, so partials still flow
 MAX_BACKLOG_MS = 30_000  # undecoded audio beyond this means the machine can't keep up
 CLOSE_WAIT_SECONDS = 5.0  # how long aclose waits for a batch in the decoder before killing it
-_END = object()
+_END = END_OF_EVENTS
 
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -232,13 +240,8 @@ class LocalEngineStream(EngineStream):
         self._ended = True
 
     async def events(self) -> AsyncIterator[TranscriptEvent]:
-        while True:
-            item = await self._out.get()
-            if item is _END:
-                return
-            if isinstance(item, EngineError):
-                raise item
-            yield item
+        async for event in events_from_queue(self._out):
+            yield event
 
     async def aclose(self) -> None:
         if self._closed:
