@@ -19,6 +19,7 @@ from django.http import HttpRequest
 from clinics import access, services
 from clinics.access import Principal
 from clinics.admin_scoping import (
+    OneClinicDefaultMixin,
     TenantScopedAdminMixin,
     actor_for,
     administered_clinic_ids,
@@ -235,7 +236,7 @@ def _let_admins_sign_in(membership: Membership) -> None:
 
 
 @admin.register(Membership)
-class MembershipAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+class MembershipAdmin(OneClinicDefaultMixin, TenantScopedAdminMixin, admin.ModelAdmin):
     clinic_admin_permissions = frozenset({"view", "add", "change", "delete"})
     list_display = ("user", "clinic", "role", "created_at")
     search_fields = ("user__username", "user__email")
@@ -268,13 +269,6 @@ class MembershipAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Membership | None = None) -> tuple[str, ...]:
         return ("user", "clinic", "created_at") if obj is not None else ()
-
-    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
-        initial = super().get_changeform_initial_data(request)
-        clinic_ids = administered_clinic_ids(request)
-        if len(clinic_ids) == 1:
-            initial.setdefault("clinic", clinic_ids[0])
-        return initial
 
     def save_model(self, request: HttpRequest, obj: Membership, form: forms.ModelForm, change: bool) -> None:
         actor = actor_for(request, obj.clinic)
@@ -319,7 +313,7 @@ class ApiKeyChangeForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+class ApiKeyAdmin(OneClinicDefaultMixin, TenantScopedAdminMixin, admin.ModelAdmin):
     """Keys are created here (the raw key is shown once, in a message) and
     revoked, never edited or deleted: the audit trail refers to them. Only
     the SHA-256 of the key is stored and it is never displayed."""
@@ -353,13 +347,6 @@ class ApiKeyAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         if obj is None:
             return ()
         return ("name", "prefix", "clinic", "role", "created_by", "created_at", "last_used_at", "revoked_at")
-
-    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
-        initial = super().get_changeform_initial_data(request)
-        clinic_ids = administered_clinic_ids(request)
-        if len(clinic_ids) == 1:
-            initial.setdefault("clinic", clinic_ids[0])
-        return initial
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: forms.ModelForm, change: bool) -> None:
         actor = actor_for(request, obj.clinic)

@@ -156,6 +156,17 @@ class TenantScopedAdminMixin:
         return self._allowed(request, "delete")
 
 
+class OneClinicDefaultMixin:
+    """A new row of a clinic admin who runs one clinic starts in that clinic."""
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        initial = super().get_changeform_initial_data(request)  # type: ignore[misc]
+        clinic_ids = administered_clinic_ids(request)
+        if len(clinic_ids) == 1:
+            initial.setdefault("clinic", clinic_ids[0])
+        return initial
+
+
 def scoped_choices(model: type[models.Model], request: HttpRequest, admin_site: admin.AdminSite) -> QuerySet:
     """Foreign key choices for a clinic admin: what that model's own scoped
     admin shows them; for users, only members of their clinics; otherwise

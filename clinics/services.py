@@ -143,31 +143,25 @@ def clinic_update(*, clinic: Clinic, actor: Any = None, **fields: Any) -> Clinic
     return clinic
 
 
-@transaction.atomic
 def clinic_suspend(*, clinic: Clinic, actor: Any = None) -> Clinic:
     """Every key and user of the clinic gets 403 from now on (the access
     layer checks ``is_active`` on each request and socket connect)."""
-    clinic = Clinic.objects.select_for_update().get(pk=clinic.pk)
-    if clinic.is_active:
-        clinic.is_active = False
-        clinic.save(update_fields=["is_active"])
-        audit_record(
-            clinic=clinic, action=AuditAction.CLINIC_SUSPEND, object_type="clinic", object_id=clinic.pk, actor=actor
-        )
-        log.info("clinic_suspended", clinic_id=str(clinic.pk))
-    return clinic
+    return _clinic_set_active(clinic=clinic, active=False, actor=actor)
+
+
+def clinic_reactivate(*, clinic: Clinic, actor: Any = None) -> Clinic:
+    return _clinic_set_active(clinic=clinic, active=True, actor=actor)
 
 
 @transaction.atomic
-def clinic_reactivate(*, clinic: Clinic, actor: Any = None) -> Clinic:
+def _clinic_set_active(*, clinic: Clinic, active: bool, actor: Any) -> Clinic:
     clinic = Clinic.objects.select_for_update().get(pk=clinic.pk)
-    if not clinic.is_active:
-        clinic.is_active = True
+    if clinic.is_active != active:  # idempotent: no audit row for a no-op
+        clinic.is_active = active
         clinic.save(update_fields=["is_active"])
-        audit_record(
-            clinic=clinic, action=AuditAction.CLINIC_REACTIVATE, object_type="clinic", object_id=clinic.pk, actor=actor
-        )
-        log.info("clinic_reactivated", clinic_id=str(clinic.pk))
+        action = AuditAction.CLINIC_REACTIVATE if active else AuditAction.CLINIC_SUSPEND
+        audit_record(clinic=clinic, action=action, object_type="clinic", object_id=clinic.pk, actor=actor)
+        log.info("clinic_reactivated" if active else "clinic_suspended", clinic_id=str(clinic.pk))
     return clinic
 
 
