@@ -75,6 +75,8 @@ def test_it_offers_only_the_own_clinic_in_foreign_key_choices(client_admin_a, ro
         assert response.status_code == 200
         choices = list(response.context["adminform"].form.fields["clinic"].queryset)
         assert choices == [rows_a.clinic], prefix
+        # A clinic admin who runs one clinic starts there.
+        assert response.context["adminform"].form.initial["clinic"] == rows_a.clinic.pk, prefix
 
 
 def test_it_rejects_a_posted_foreign_key_of_another_clinic(client_admin_a, rows_a, rows_b):
