@@ -17,7 +17,9 @@ What it shows an integrator, in order:
    (``POST /api/v1/sessions/{id}/stream-token/``), reconnects with
    ``takeover=1`` and resends from ``Begin.resume_from_byte``: nothing is lost
    and nothing is stored twice. A microphone keeps capturing meanwhile; this
-   client's "microphone" is the file, read at real-time pace.
+   client's "microphone" is the file, read at real-time pace. It also passes
+   ``finals_received`` (finals received so far, over all connections): the
+   server re-sends the finals it stored after the connection was gone.
 4. At the end, ``GET /api/v1/sessions/{id}/`` returns ``audio_sha256``: the
    sha256 of the stored WAV (a canonical 44-byte header plus exactly the PCM
    the client sent). The client checks it against its own audio.
@@ -260,7 +262,11 @@ class Producer:
     async def _connection(self, *, takeover: bool) -> bool:
         """One connection. True when the stream finished (Metadata received)."""
         self._last_error = None
-        query = {"token": self.token, **({"takeover": "1"} if takeover else {})}
+        query = {"token": self.token}
+        if takeover:
+            # Finals the server stored after the last connection was gone
+            # come back right after Begin: say how many we have.
+            query.update(takeover="1", finals_received=str(len(self._final_ids)))
         # No permessage-deflate: PCM barely compresses and deflate costs CPU on both ends.
         url = f"{self.stream_url}?{urlencode(query)}"
         async with connect(url, open_timeout=10, max_size=2**20, compression=None) as ws:

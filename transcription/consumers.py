@@ -136,10 +136,27 @@ class _RawWebSocketApp:
         raise NotImplementedError
 
 
+_COUNT = re.compile(r"^[0-9]{1,9}$")
+
+
+def _finals_received(query: dict[str, str]) -> int | None:
+    """``finals_received``: how many finals the client has received for this
+    session over all its connections; the stored ones after them are re-sent
+    after Begin. Absent: None (nothing re-sent, as for old clients)."""
+    raw = query.get("finals_received")
+    if raw is None:
+        return None
+    if not _COUNT.match(raw):
+        raise StreamError(Close.PROTOCOL, "bad_query", "finals_received must be a non-negative integer.")
+    return int(raw)
+
+
 class ProducerConsumer(_RawWebSocketApp):
     kind = "producer"
 
     async def handle(self, scope, receive, ws: WsSocket) -> None:
+        # Checked before the token is consumed: a client bug costs no token.
+        finals_received = _finals_received(_query(scope))
         auth = await _authorize(scope, ws)
         if auth is None:
             return
@@ -157,6 +174,7 @@ class ProducerConsumer(_RawWebSocketApp):
             layer=get_channel_layer(),
             owner=new_owner_id(),
             takeover=_query(scope).get("takeover") in ("1", "true"),
+            finals_received=finals_received,
         )
         await stream.start()
         await stream.run(receive)

@@ -128,11 +128,28 @@ class StreamStart:
     stored_final_ids: set[str] = field(default_factory=set)
     segments: int = 0
     last_final_end_ms: int = 0
+    # Stored finals the client has not received (``finals_received``), as
+    # Transcript payloads in the order they were first sent.
+    unreceived_finals: list[dict] = field(default_factory=list)
 
 
-def stream_start(*, principal: Principal, session_id: object, resume_from_byte: int, takeover: bool) -> StreamStart:
+def stream_start(
+    *,
+    principal: Principal,
+    session_id: object,
+    resume_from_byte: int,
+    takeover: bool,
+    finals_received: int | None = None,
+) -> StreamStart:
     """Mark the session live and audit the connection. Returns what the
-    stream must know of the finals already stored (never re-sent)."""
+    stream must know of the finals already stored (never re-sent), and the
+    stored finals after the first ``finals_received`` ones.
+
+    A stream stores its finals in the order it sends them (one bulk insert
+    per flush, then the same order on the socket), so what a client has
+    received is a prefix of the stored finals in id order; the rest were
+    stored when its connection was already gone (the flush after a drop).
+    ``None``: the client did not say, nothing is re-sent."""
     with transaction.atomic():
         session = access_session(principal, session_id, for_update=True)
         if session.status not in _OPEN:
@@ -147,19 +164,25 @@ def stream_start(*, principal: Principal, session_id: object, resume_from_byte: 
             session.status = SessionStatus.LIVE
             session.started_at = timezone.now()
             session.save(update_fields=["status", "started_at"])
+        finals = segments_visible_to(principal, session)
+        rows = list(finals.order_by("id").values_list("id", "segment_id", "end_ms"))
+        unreceived: list[dict] = []
+        if finals_received is not None and finals_received < len(rows):
+            first_id = rows[finals_received][0]
+            unreceived = [segment_payload(s) for s in finals.filter(id__gte=first_id).order_by("id")]
         audit_record(
             clinic=principal.clinic,
             action=AuditAction.STREAM_START,
             object_type="session",
             object_id=session.pk,
             actor=principal,
-            details={"resume_from_byte": resume_from_byte, "takeover": takeover},
+            details={"resume_from_byte": resume_from_byte, "takeover": takeover, "finals_resent": len(unreceived)},
         )
-    rows = list(segments_visible_to(principal, session).values_list("segment_id", "end_ms"))
     return StreamStart(
-        stored_final_ids={segment_id for segment_id, _ in rows},
+        stored_final_ids={segment_id for _, segment_id, _ in rows},
         segments=len(rows),
-        last_final_end_ms=max((end for _, end in rows), default=0),
+        last_final_end_ms=max((end for _, _, end in rows), default=0),
+        unreceived_finals=unreceived,
     )
 
 

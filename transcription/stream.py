@@ -16,7 +16,9 @@ Everything else runs at a slower cadence in this object's own tasks:
   (``session.ended`` from the REST API, ``stream.takeover`` from a newer
   producer).
 
-Seams for other parts of the platform live in ``stream_seams`` (engine
+Opening the engine, replaying audio into it (on resume and after an engine
+failure) and restarting it live in ``stream_engine``. Seams for other parts
+of the platform live in ``stream_seams`` (engine
 opener, counters, the registry of active streams); ``send_control(payload)``
 sends a JSON message (e.g. ``Queued``) to the producer, ``go_away()``
 drains a stream on shutdown (flush, then close 1012 so the client resumes).
@@ -25,18 +27,18 @@ drains a stream on shutdown (flush, then close 1012 so the client resumes).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from transcription import audio_parts, persistence, stream_metrics, stream_seams
-from transcription.audio import bytes_per_ms, ms_to_bytes, pcm_ms
-from transcription.engines.base import EngineError, EngineStream, StreamConfig, TranscriptEvent
+from transcription import audio_parts, persistence, stream_metrics
+from transcription.audio import bytes_per_ms, ms_to_bytes
+from transcription.engines.base import EngineStream, TranscriptEvent
 from transcription.groups import session_group
 from transcription.live_state import LiveStore
 from transcription.stream_endings import StreamEndings
+from transcription.stream_engine import MAX_ENGINE_RESTARTS, MAX_REPLAY_MS, StreamEngine  # noqa: F401 - re-exported
 from transcription.stream_seams import (  # noqa: F401 - re-exported for integrations
     ACTIVE_STREAMS,
     STATS,
@@ -59,9 +61,7 @@ MAX_FRAME_MS = 1000
 INLINE_FLUSH_MS = 3000
 MAX_TEXT_PER_SECOND = 50
 VIEWER_PARTIAL_INTERVAL = 0.2  # partials to viewers are coalesced to 5/s
-MAX_ENGINE_RESTARTS = 3
 MAX_FLUSH_FAILURES = 5
-MAX_REPLAY_MS = 30_000  # stored audio re-fed to the engine on resume, at most
 DURATION_WARNING_SECONDS = 300  # clinicians hear of the session-length limit this early
 
 
@@ -71,13 +71,7 @@ _run_in_thread = sync_to_async(thread_sensitive=False)
 _db = persistence.db_async
 
 
-def _engine_message(exc: EngineError) -> str:
-    # EngineError messages are written by our adapters for clients (no
-    # vendor internals, no audio or text); fall back when one is empty.
-    return str(exc) or "The speech engine is unavailable."
-
-
-class ProducerStream(StreamEndings):
+class ProducerStream(StreamEngine, StreamEndings):
     def __init__(
         self,
         *,
@@ -87,6 +81,7 @@ class ProducerStream(StreamEndings):
         layer,
         owner: str,
         takeover: bool = False,
+        finals_received: int | None = None,
     ) -> None:
         self.ws = ws
         self.auth = auth
@@ -96,6 +91,9 @@ class ProducerStream(StreamEndings):
         self.layer = layer
         self.owner = owner
         self.takeover = takeover
+        # Finals the client says it has received over all its connections
+        # (None: it did not say); the stored ones after these are re-sent.
+        self.finals_received = finals_received
         self.sample_rate = self.session.sample_rate
         self.counters = StreamCounters()
         self.meter = stream_metrics.StreamMeter(
@@ -120,8 +118,13 @@ class ProducerStream(StreamEndings):
         self._buffer = bytearray()
         self._pending_finals: list[TranscriptEvent] = []
         self._stored_ids: set[str] = set()
+        # Where the last final seen (stored or pending) ends: the engine
+        # restarts there on resume and after a failure.
+        self._last_final_end_ms = 0
         self._segments = 0
         self._engine: EngineStream | None = None
+        self._engine_ready = asyncio.Event()  # cleared while an engine restart replays
+        self._engine_ready.set()
         self._flush_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
         self._pump_task: asyncio.Task | None = None
@@ -179,12 +182,14 @@ class ProducerStream(StreamEndings):
                     session_id=session_id,
                     resume_from_byte=self.durable,
                     takeover=bool(claim.previous_owner),
+                    finals_received=self.finals_received,
                 )
             except persistence.SessionClosed:
                 raise StreamError(Close.CONFLICT, "session_ended", "The session has ended.") from None
             self._stored_ids = started.stored_final_ids
             self._segments = started.segments
-            await self._open_engine_at_resume(index, started.last_final_end_ms)
+            self._last_final_end_ms = started.last_final_end_ms
+            await self._open_engine_replaying(index)
             self._channel = await self.layer.new_channel() if self.layer is not None else None
             if self._channel is not None:
                 await self.layer.group_add(session_group(clinic_id, session_id), self._channel)
@@ -204,6 +209,10 @@ class ProducerStream(StreamEndings):
                 "resume_from_byte": self.durable,
             }
         )
+        # Finals stored after the client's connection was gone (the flush
+        # after a drop), before any new transcript. Viewers had them already.
+        for payload in started.unreceived_finals:
+            await self.ws.send_json(payload)
         self._pump_task = self._spawn(self._pump(self._engine))
         self._spawn(self._ticker())
         if self._channel is not None:
@@ -214,39 +223,8 @@ class ProducerStream(StreamEndings):
             clinic_id=str(clinic_id),
             resume_from_byte=self.durable,
             takeover=bool(claim.previous_owner),
+            finals_resent=len(started.unreceived_finals),
         )
-
-    async def _open_engine_at_resume(self, index: audio_parts.PartsIndex, last_final_end_ms: int) -> None:
-        """Open the engine where the last stored final ends and replay the
-        stored audio from there to the durable offset, so the words that were
-        pending at a crash are recognised whole (and, for a deterministic
-        engine, the finals equal those of an uninterrupted stream)."""
-        replay_from = max(
-            ms_to_bytes(last_final_end_ms, self.sample_rate),
-            self.durable - ms_to_bytes(MAX_REPLAY_MS, self.sample_rate),
-        )
-        replay_from = min(max(replay_from, 0), self.durable)
-        self._engine = await self._open_engine(replay_from)
-        if replay_from < self.durable:
-            stored = await _run_in_thread(lambda: b"".join(audio_parts.pcm_iter(index, start=replay_from)))()
-            step = self._max_frame
-            for i in range(0, len(stored), step):
-                self._engine.send_audio(stored[i : i + step])
-
-    async def _open_engine(self, offset_bytes: int) -> EngineStream:
-        config = StreamConfig(
-            session_id=str(self.session.pk),
-            clinic_id=str(self.session.clinic_id),
-            language=self.auth.language,
-            sample_rate=self.sample_rate,
-            vocabulary_name=self.auth.vocabulary_name,
-            start_offset_ms=pcm_ms(offset_bytes, self.sample_rate),
-            extra={"start_offset_bytes": str(offset_bytes)},
-        )
-        try:
-            return await stream_seams.engine_opener(self, config)
-        except EngineError as exc:
-            raise StreamError(Close.INTERNAL, exc.code, _engine_message(exc), retryable=exc.retryable) from None
 
     def _spawn(self, coro) -> asyncio.Task:
         task = self._loop.create_task(coro)
@@ -336,31 +314,6 @@ class ProducerStream(StreamEndings):
 
     # --- engine events ------------------------------------------------------------------
 
-    async def _pump(self, engine: EngineStream) -> None:
-        while True:
-            try:
-                async for event in engine.events():
-                    await self._on_event(event)
-                return
-            except EngineError as exc:
-                stream_metrics.pump_failed(self, exc)
-                if not exc.retryable or self.counters.engine_restarts >= MAX_ENGINE_RESTARTS or self._finished:
-                    log.warning("engine_failed", session_id=str(self.session.pk), code=exc.code)
-                    # Retryable only if a reconnect could help: a non-retryable
-                    # engine error (bad language, bad request) would repeat.
-                    self._stop(StreamError(Close.INTERNAL, exc.code, _engine_message(exc), retryable=exc.retryable))
-                    return
-                self.counters.engine_restarts += 1
-                STATS.engine_restarts += 1
-                await self.send_control({"type": "Warning", "code": "engine_restarted", "message": exc.code})
-                with contextlib.suppress(Exception):
-                    await engine.aclose()
-                try:
-                    engine = self._engine = await self._open_engine(self.received)
-                except StreamError as err:
-                    self._stop(err)
-                    return
-
     async def _on_event(self, event: TranscriptEvent) -> None:
         self.meter.transcript(event)
         if event.is_final:
@@ -369,6 +322,7 @@ class ProducerStream(StreamEndings):
             ):
                 return
             self._pending_finals.append(event)
+            self._last_final_end_ms = max(self._last_final_end_ms, event.end_ms)
             return
         payload = persistence.segment_payload(event)
         await self.ws.send_json(payload)

@@ -65,6 +65,10 @@ class StreamEndings:
         await self._abort(error.code, flush=not taken_over, error=error)
 
     async def _drain_engine(self, *, seconds: float) -> None:
+        # An engine restart in progress first gets its replay in, so the
+        # finals of the replayed audio are drained too, not dropped.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._engine_ready.wait(), seconds)
         engine, pump = self._engine, self._pump_task
         if engine is None:
             return

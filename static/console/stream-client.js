@@ -6,6 +6,11 @@
 // server's Begin.resume_from_byte says where its durable audio ends; the
 // client resends from exactly there. Audio captured while disconnected is
 // queued the same way, so the stored recording equals what was captured.
+//
+// No final is lost either: finals the server stored while the socket was
+// already gone (the flush after a drop) never reached us, so a reconnect
+// says how many finals this recording has received (`finals_received`) and
+// the server re-sends the stored ones after those, right after Begin.
 
 const RETRY_DELAYS_MS = [250, 500, 1000, 2000, 3000, 5000];
 const MAX_ATTEMPTS = 40; // about three minutes of trying
@@ -65,6 +70,7 @@ export class StreamClient {
     this.metadata = null;
     this.lastError = null;
     this.reconnects = 0;
+    this.finalIds = new Set(); // finals received over all connections
     this.copy = keepCopy ? [] : null; // tests compare it with the stored WAV
     this.carry = null; // resent bytes too short for a frame of their own
     this.finished = new Promise((resolve, reject) => {
@@ -101,7 +107,8 @@ export class StreamClient {
     if (this.done) return;
     // A reconnect replaces our own earlier connection, which the server may
     // still hold (a dead process keeps its claim until the lease expires).
-    const ws = new WebSocket(socketUrl(this.url, token, this.reconnects > 0 ? { takeover: "1" } : {}));
+    const resume = { takeover: "1", finals_received: String(this.finalIds.size) };
+    const ws = new WebSocket(socketUrl(this.url, token, this.reconnects > 0 ? resume : {}));
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     this.ready = false;
@@ -197,6 +204,7 @@ export class StreamClient {
         this.onAck(msg.audio_bytes_durable);
         break;
       case "Transcript":
+        if (msg.is_final) this.finalIds.add(msg.segment_id);
         if (this.on.transcript) this.on.transcript(msg);
         break;
       case "Warning":

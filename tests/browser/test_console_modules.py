@@ -87,6 +87,9 @@ STREAM_CLIENT_JS = """async () => {
   const firstSent = sockets[0].binary().map(b => b.length);
   sockets[0].server({type: 'Ack', audio_bytes_durable: 6400});
   const heldAfterAck = client.frames.length;
+  // One final and a partial reached us; a reconnect counts the final only.
+  sockets[0].server({type: 'Transcript', segment_id: 'f-0', is_final: true, start_ms: 0, end_ms: 200, text: 'a'});
+  sockets[0].server({type: 'Transcript', segment_id: 'f-200', is_final: false, start_ms: 200, end_ms: 300, text: 'b'});
   sockets[0].onclose({ code: 1006 });  // dropped
   client.sendAudio(frame(6));  // captured while disconnected
   await wait(() => sockets.length === 2);
@@ -106,7 +109,7 @@ STREAM_CLIENT_JS = """async () => {
   await finished;
   const padded = tail[0];
   return {
-    heldBeforeBegin, firstSent, heldAfterAck, secondUrl: second.url, resentSizes, same,
+    heldBeforeBegin, firstSent, heldAfterAck, firstUrl: sockets[0].url, secondUrl: second.url, resentSizes, same,
     paddedLength: padded.length, paddedHead: padded[0], paddedTail: padded[639],
     closeMessage: tail[1], produced: client.produced, copyLength: client.copiedBytes().length,
     states, reconnects: client.reconnects,
@@ -190,6 +193,8 @@ def test_it_resends_exactly_the_unacknowledged_audio_after_a_drop(console_page):
     assert r["firstSent"] == [3200] * 5
     assert r["heldAfterAck"] == 3  # frames 1-2 are durable and dropped from the buffer
     assert "token=t2" in r["secondUrl"] and "takeover=1" in r["secondUrl"]
+    # The finals received so far (one; partials don't count): the server re-sends the rest.
+    assert "finals_received=1" in r["secondUrl"] and "finals_received" not in r["firstUrl"]
     # From byte 7400 to the end (19,200): every chunk within 20..1000 ms.
     assert r["same"] is True
     assert sum(r["resentSizes"]) == 19_200 - 7400
