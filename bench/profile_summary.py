@@ -12,6 +12,9 @@ _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^():]+)(?::\d+)?\)$")
 
 # Package buckets by file path, checked in order.
 _BUCKETS = [
+    # The launcher is the root of every stack: counting it as project code
+    # would put everything under the project.
+    ("uvicorn", "/voiceai/serve.py"),
     ("project: transcription", "/transcription/"),
     ("project: sessions/clinics/voiceai", ("/sessions/", "/clinics/", "/voiceai/")),
     ("channels", "/channels/"),
