@@ -47,15 +47,8 @@ BAD_INPUTS = [
 
 
 @pytest.fixture(autouse=True)
-def _media(settings, tmp_path):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "media")},
-        },
-    }
-    settings.AUDIO_FLUSH_SECONDS = 0.2
+def _media(stream_settings):
+    """Socket tests run with tests/transcription/conftest.py's stream settings."""
 
 
 async def test_it_closes_each_bad_input_with_an_error_and_4400_while_others_stream_on(principal_clinician_a):

@@ -23,20 +23,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def _media(settings, tmp_path):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "media")},
-        },
-    }
-    settings.AUDIO_FLUSH_SECONDS = 0.2
-    settings.FAKE_ENGINE_MODE = "script"
-    settings.FAKE_ENGINE_DELAY_MS = 0
-    from transcription.engines import get_engine
-
-    get_engine.cache_clear()
+def _media(stream_settings):
+    """Socket tests run with tests/transcription/conftest.py's stream settings."""
 
 
 @pytest.fixture

@@ -19,19 +19,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def _media(settings, tmp_path):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "media")},
-        },
-    }
-    settings.AUDIO_FLUSH_SECONDS = 0.2
-    settings.FAKE_ENGINE_MODE = "script"
-    from transcription.engines import get_engine
-
-    get_engine.cache_clear()
+def _media(stream_settings):
+    """Socket tests run with tests/transcription/conftest.py's stream settings."""
 
 
 async def test_it_warns_then_ends_a_session_at_the_clinics_maximum_length_keeping_its_audio(

@@ -24,14 +24,8 @@ KINDS = ["stream", "live"]
 
 
 @pytest.fixture(autouse=True)
-def _media(settings, tmp_path):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "media")},
-        },
-    }
+def _media(stream_settings):
+    """Socket tests run with tests/transcription/conftest.py's stream settings."""
 
 
 @pytest.fixture

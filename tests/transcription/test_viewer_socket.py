@@ -20,15 +20,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def _media(settings, tmp_path):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "media")},
-        },
-    }
-    settings.AUDIO_FLUSH_SECONDS = 0.2
+def _media(stream_settings):
+    """Socket tests run with tests/transcription/conftest.py's stream settings."""
 
 
 async def test_it_sends_stored_finals_then_live_events_then_end(principal_clinician_a, principal_admin_a):
