@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
 
     info["loadavg_end"] = machine_info()["loadavg_start"]
     info["minutes"] = round((time.time() - started) / 60, 1)
-    info["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    info["date"] = dt.datetime.fromtimestamp(started, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=1, default=str))
