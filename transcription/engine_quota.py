@@ -334,7 +334,11 @@ class RedisEngineQuota(EngineQuota):
         loop_id = id(asyncio.get_running_loop())
         client = self._clients.get(loop_id)
         if client is None:
-            client = aioredis.from_url(self.redis_url)
+            # Blocking pool, as in live_state: hundreds of streams renewing
+            # leases at once wait for a connection instead of failing
+            # (redis-py 8's plain pool raises past 100).
+            pool = aioredis.BlockingConnectionPool.from_url(self.redis_url, max_connections=64, timeout=10)
+            client = aioredis.Redis(connection_pool=pool)
             self._clients = {loop_id: client}  # older loops are gone; drop their clients
         return client
 

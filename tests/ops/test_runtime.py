@@ -127,9 +127,10 @@ async def test_it_logs_json_lines_with_ids_and_no_secrets_or_text(
     assert {"stream_started", "stream_stopped"} <= events, events
     for record in ours:
         if record["logger"] == "uvicorn.error":
-            # The handshake line precedes authorization: no clinic yet, and
-            # the token in its query string is redacted.
-            assert "?[redacted]" in record["event"] and record.get("request_id") == "ws-ops-1", record
+            # The handshake line precedes authorization: no clinic yet. If a
+            # server implementation logs the path, its query is redacted
+            # (voiceai/logging.py; the secrets check above covers the rest).
+            assert "token=" not in record["event"] and record.get("request_id") == "ws-ops-1", record
             continue
         assert record.get("clinic_id") == str(clinic_a.pk), record
         # The REST call's lines carry its request id; the socket's its own.
