@@ -69,6 +69,9 @@ def build(host: str, port: int, *, drain_seconds: float | None = None) -> Draini
         # Measured in docs/benchmarks.md: 3-25 % less CPU per frame than the
         # legacy "websockets" implementation, which uvicorn deprecates.
         ws="websockets-sansio",
+        # PCM audio barely compresses; deflating every frame (which browsers
+        # and the websockets client offer by default) only burns CPU.
+        ws_per_message_deflate=False,
         lifespan="off",  # Django's ASGI app has no lifespan protocol
         access_log=False,
         log_config=None,
