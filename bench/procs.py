@@ -53,84 +53,29 @@ def _uvicorn_app(app: str, port: int) -> list[str]:
     return [PY, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
 
 
+def _uvicorn_ws(ws: str, port: int) -> list[str]:
+    """uvicorn on the project's app with one WebSocket implementation."""
+    return [
+        *_uvicorn_app("voiceai.asgi:application", port),
+        *("--loop", "uvloop", "--http", "httptools", "--ws", ws, "--no-access-log", "--log-level", "warning"),
+    ]
+
+
 # The ASGI servers compared on the WebSocket path. Each entry turns a port
 # into an argv. All of them serve the same ``voiceai.asgi:application``.
 ASGI_SERVERS: dict[str, object] = {
-    "uvicorn": lambda port: [
-        PY,
-        "-m",
-        "uvicorn",
-        "voiceai.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--ws",
-        "websockets",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ],
+    "uvicorn": lambda port: _uvicorn_ws("websockets", port),
     # Bare uvicorn with its defaults: uvloop, httptools, and --ws auto, which
     # is websockets-sansio in uvicorn 0.54.
-    "uvicorn-auto": lambda port: [
-        PY,
-        "-m",
-        "uvicorn",
-        "voiceai.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ],
+    "uvicorn-auto": lambda port: _uvicorn_app("voiceai.asgi:application", port),
     # The production launcher, what the Dockerfile runs (voiceai/serve.py:
-    # uvicorn, ws="websockets", with drain on SIGTERM).
+    # uvicorn, ws="websockets-sansio", no per-message deflate, drain on SIGTERM).
     "serve": lambda port: [PY, "-m", "voiceai.serve", "--host", "127.0.0.1", "--port", str(port)],
     "uvicorn-gcprobe": lambda port: _uvicorn_app("bench.asgi_gcprobe:application", port),
     "uvicorn-nofreeze": lambda port: _uvicorn_app("bench.asgi_unfrozen:application", port),
     "uvicorn-gcdefault": lambda port: _uvicorn_app("bench.asgi_gcdefault:application", port),
-    "uvicorn-sansio": lambda port: [
-        PY,
-        "-m",
-        "uvicorn",
-        "voiceai.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--ws",
-        "websockets-sansio",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ],
-    "uvicorn-wsproto": lambda port: [
-        PY,
-        "-m",
-        "uvicorn",
-        "voiceai.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--ws",
-        "wsproto",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ],
+    "uvicorn-sansio": lambda port: _uvicorn_ws("websockets-sansio", port),
+    "uvicorn-wsproto": lambda port: _uvicorn_ws("wsproto", port),
     "daphne": lambda port: [_bin("daphne"), "-b", "127.0.0.1", "-p", str(port), "-v", "0", "voiceai.asgi:application"],
     "hypercorn": lambda port: [
         _bin("hypercorn"),
