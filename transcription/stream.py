@@ -136,6 +136,8 @@ class ProducerStream(StreamEngine, StreamEndings):
         self._flush_failures = 0
         self._last_viewer_partial = 0.0
         self._pending_viewer_partial: dict | None = None
+        self._viewer_timer: asyncio.TimerHandle | None = None
+        self._viewer_send: asyncio.Task | None = None
         # Corrected by every lease renewal (≤ 1 s) and by viewer.joined.
         self._viewers_present = True
         self._channel: str | None = None
@@ -337,6 +339,18 @@ class ProducerStream(StreamEngine, StreamEndings):
             await self._broadcast(payload)
         else:
             self._pending_viewer_partial = payload
+            if self._viewer_timer is None:
+                # Trailing edge: the last partial before a pause reaches
+                # viewers within the interval, not at the next 1 s tick.
+                delay = VIEWER_PARTIAL_INTERVAL - (now - self._last_viewer_partial)
+                self._viewer_timer = self._loop.call_later(delay, self._viewer_partial_due)
+
+    def _viewer_partial_due(self) -> None:
+        self._viewer_timer = None
+        payload, self._pending_viewer_partial = self._pending_viewer_partial, None
+        if payload is not None and not self._finished:
+            self._last_viewer_partial = self._loop.time()
+            self._viewer_send = self._loop.create_task(self._broadcast(payload))
 
     async def _broadcast(self, payload: dict) -> None:
         await self._group_send(
@@ -438,32 +452,6 @@ class ProducerStream(StreamEngine, StreamEndings):
                 )
                 await asyncio.sleep(0.2 * self._flush_failures)
 
-    async def _check_duration(self) -> bool:
-        """The clinic's session-length limit: a Warning some minutes ahead,
-        then the session is ended cleanly (sealed, Metadata, 1000) so
-        nothing received is lost. Checked once a second, not per frame."""
-        if not self._duration_warned and self.received >= self._warn_bytes:
-            self._duration_warned = True
-            await self.send_control(
-                {
-                    "type": "Warning",
-                    "code": "session_duration_near_limit",
-                    "message": "This session will end soon: the clinic's maximum session length is near.",
-                    "seconds_left": max(0, (self._max_bytes - self.received) // ms_to_bytes(1000, self.sample_rate)),
-                }
-            )
-        if self.received < self._max_bytes:
-            return False
-        await self.send_control(
-            {
-                "type": "Warning",
-                "code": "session_duration_exceeded",
-                "message": "The clinic's maximum session length is reached; the session is ended.",
-            }
-        )
-        self._stop(StreamError(Close.NORMAL, "session_ended", "The session reached its maximum length."))
-        return True
-
     async def _ticker(self) -> None:
         tick = min(1.0, self._flush_seconds)
         next_tick = self._loop.time()
@@ -487,10 +475,6 @@ class ProducerStream(StreamEngine, StreamEndings):
                     await self._renew()
                     if self.received != self._acked_at_received:
                         await self._ack()
-                if self._pending_viewer_partial is not None:
-                    payload, self._pending_viewer_partial = self._pending_viewer_partial, None
-                    self._last_viewer_partial = now
-                    await self._broadcast(payload)
         except StreamError as exc:
             self._stop(exc)
         except asyncio.CancelledError:

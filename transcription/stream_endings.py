@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 
 from transcription import persistence
+from transcription.audio import ms_to_bytes
 from transcription.groups import session_group
 from transcription.stream_seams import ACTIVE_STREAMS, STATS
 from transcription.wire import Close, StreamError
@@ -50,6 +51,32 @@ class StreamEndings:
             return
         self._ending = error
         self._end_task = self._loop.create_task(self._end_with_error(error))
+
+    async def _check_duration(self) -> bool:
+        """The clinic's session-length limit: a Warning some minutes ahead,
+        then the session is ended cleanly (sealed, Metadata, 1000) so
+        nothing received is lost. Checked once a second, not per frame."""
+        if not self._duration_warned and self.received >= self._warn_bytes:
+            self._duration_warned = True
+            await self.send_control(
+                {
+                    "type": "Warning",
+                    "code": "session_duration_near_limit",
+                    "message": "This session will end soon: the clinic's maximum session length is near.",
+                    "seconds_left": max(0, (self._max_bytes - self.received) // ms_to_bytes(1000, self.sample_rate)),
+                }
+            )
+        if self.received < self._max_bytes:
+            return False
+        await self.send_control(
+            {
+                "type": "Warning",
+                "code": "session_duration_exceeded",
+                "message": "The clinic's maximum session length is reached; the session is ended.",
+            }
+        )
+        self._stop(StreamError(Close.NORMAL, "session_ended", "The session reached its maximum length."))
+        return True
 
     # --- endings --------------------------------------------------------------------------
 
@@ -139,6 +166,8 @@ class StreamEndings:
         for task in self._tasks:
             if task is not current:
                 task.cancel()
+        if self._viewer_timer is not None:
+            self._viewer_timer.cancel()
         if self._engine is not None:
             with contextlib.suppress(Exception):
                 await self._engine.aclose()

@@ -79,3 +79,39 @@ async def test_it_closes_a_viewer_that_sends_audio_with_4400(principal_clinician
     code, messages = await expect_close(viewer)
     assert code == 4400 and messages[-1]["code"] == "unexpected_binary"
     await viewer.disconnect()
+
+
+async def test_it_delivers_the_last_coalesced_partial_to_viewers_without_waiting_for_the_ticker(
+    principal_clinician_a, principal_admin_a, stream_settings, monkeypatch
+):
+    """Partials to viewers are coalesced to a few a second; the one left
+    over when the speaker pauses must still arrive (trailing edge). The
+    stream's 1 s ticker is stubbed out, so only the trailing timer can
+    deliver it."""
+
+    async def no_ticker(self):
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr("transcription.stream.ProducerStream._ticker", no_ticker)
+    stream_settings.FAKE_ENGINE_MODE = "echo"  # one partial per frame, text = byte offset
+    from transcription.engines import get_engine
+
+    get_engine.cache_clear()
+    session = await adb(make_session)(principal_clinician_a)
+    producer = communicator(session.pk, token=await atoken_for(principal_clinician_a, session))
+    await producer.connect()
+    await receive_until(producer, "Begin")
+    viewer = communicator(session.pk, "live", token=await atoken_for(principal_admin_a, session))
+    await viewer.connect()
+    await receive_until(viewer, "Begin")
+
+    for i in range(3):  # three partials at once: the first goes out, the last is held back
+        await producer.send_to(bytes_data=pcm(FRAME, seed=i))
+    last_offset = str(FRAME * 3)
+    seen = None
+    while seen != last_offset:
+        partial, _ = await receive_until(viewer, "Transcript", seconds=3)
+        seen = partial["text"]
+    assert partial["is_final"] is False
+    await producer.disconnect()
+    await viewer.disconnect()
