@@ -21,6 +21,19 @@ def _session(engine, quota, name, notices, clinic="c-1"):
     return ResilientStream(config, opener=opener, policy=policy, on_notice=notices.append), opener
 
 
+def _two_regions() -> LocalEngineQuota:
+    """Room in both regions; a region that fails stays marked down."""
+    return LocalEngineQuota(
+        QuotaLimits(
+            regions=("ap-northeast-1", "us-west-2"),
+            streams_per_region=5,
+            starts_per_second=25,
+            poll_seconds=0.02,
+            region_down_seconds=30,
+        )
+    )
+
+
 async def _finals(stream):
     words_seen = []
     async with asyncio.timeout(15):
@@ -62,15 +75,7 @@ async def test_it_queues_a_session_over_the_limit_and_transcribes_its_buffered_a
 
 async def test_it_fails_over_to_the_next_region_when_one_throttles(aws_engine, transcribe_standin):
     transcribe_standin.region_scenarios["ap-northeast-1"] = Scenario(start_error=(429, "LimitExceededException"))
-    quota = LocalEngineQuota(
-        QuotaLimits(
-            regions=("ap-northeast-1", "us-west-2"),
-            streams_per_region=5,
-            starts_per_second=25,
-            poll_seconds=0.02,
-            region_down_seconds=30,
-        )
-    )
+    quota = _two_regions()
     notices = []
     stream, opener = _session(aws_engine, quota, "s1", notices)
     for chunk in numbered_chunks(5):
@@ -88,15 +93,7 @@ async def test_it_fails_over_when_a_region_fails_mid_stream(aws_engine, transcri
     transcribe_standin.region_scenarios["ap-northeast-1"] = Scenario(
         fail_after_bytes=3200 * 7, fail_exception="ServiceUnavailableException"
     )
-    quota = LocalEngineQuota(
-        QuotaLimits(
-            regions=("ap-northeast-1", "us-west-2"),
-            streams_per_region=5,
-            starts_per_second=25,
-            poll_seconds=0.02,
-            region_down_seconds=30,
-        )
-    )
+    quota = _two_regions()
     notices = []
     stream, opener = _session(aws_engine, quota, "s1", notices)
     for chunk in numbered_chunks(12):
