@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 _SETUP = "import django; django.setup(); from django.conf import settings; print('PORT', settings.PORT)"
 _OURS = {
     "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "PORT", "DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE",
-    "TRANSCRIPTION_ENGINE", "AWS_STORAGE_BUCKET_NAME",
+    "TRANSCRIPTION_ENGINE", "AWS_STORAGE_BUCKET_NAME", "DATABASE_CONN_MAX_AGE", "DATABASE_POOL",
 }  # fmt: skip
 
 
@@ -32,6 +32,15 @@ def _start(**env: str) -> subprocess.CompletedProcess:
         ({"DEBUG": "1", "PORT": "eighty"}, "PORT"),
         ({"DEBUG": "maybe"}, "DEBUG"),
         ({"DEBUG": "1", "TRANSCRIPTION_ENGINE": "whisper"}, "TRANSCRIPTION_ENGINE"),
+        # Persistent connections leak under ASGI; the pool replaces them.
+        (
+            {"DEBUG": "1", "DATABASE_URL": "postgres://u@127.0.0.1/x", "DATABASE_CONN_MAX_AGE": "60"},
+            "DATABASE_CONN_MAX_AGE",
+        ),
+        (
+            {"DEBUG": "1", "DATABASE_URL": "postgres://u@127.0.0.1/x", "DATABASE_POOL_MAX_SIZE": "0"},
+            "DATABASE_POOL_MAX_SIZE",
+        ),
     ],
 )
 def test_it_fails_at_start_naming_the_bad_variable(env, variable):

@@ -3,6 +3,7 @@ the environment through ``voiceai.env``; the defaults are the embedded ones
 used by ``make run`` (SQLite, in-memory channel layer, local files, the
 offline engine)."""
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -74,12 +75,42 @@ TEMPLATES = [
     },
 ]
 
+# Under ASGI every request's sync code runs in a thread of its own, so a
+# persistent connection (CONN_MAX_AGE > 0) is kept by a thread that never
+# comes back: one process held 74-95 PostgreSQL connections and answered 500
+# ("too many clients") after ~90 creates (docs/deployment.md, "Database
+# connections"). So on PostgreSQL each process borrows from a bounded psycopg
+# pool and gives the connection back at the end of every request and every
+# database call of the realtime pipeline (CONN_MAX_AGE 0 means "give back").
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
     )
 }
+DATABASE_POOL = env_bool("DATABASE_POOL", True) and DATABASES["default"]["ENGINE"].endswith("postgresql")
+if DATABASE_POOL:
+    if DATABASES["default"]["CONN_MAX_AGE"]:
+        raise ImproperlyConfigured("DATABASE_CONN_MAX_AGE must be 0 while DATABASE_POOL is on (the pool reuses)")
+    _pool_min = env_int("DATABASE_POOL_MIN_SIZE", 2, minimum=0)
+    _pool_max = env_int("DATABASE_POOL_MAX_SIZE", 10, minimum=1)
+    if _pool_max < _pool_min:
+        raise ImproperlyConfigured("DATABASE_POOL_MAX_SIZE must be at least DATABASE_POOL_MIN_SIZE")
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    # Operators (and the pool-bound test and benchmark) see in
+    # pg_stat_activity which process holds which connections.
+    _options.setdefault("application_name", f"{env_str('DATABASE_APPLICATION_NAME', 'voiceai')}:{os.getpid()}")
+    _options["pool"] = {
+        "min_size": _pool_min,
+        "max_size": _pool_max,
+        # A caller waits this long for a free connection, then fails
+        # instead of queueing forever.
+        "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0),
+        # Connections are recycled so a PostgreSQL fail-over or restart is
+        # not remembered for long by idle pooled connections.
+        "max_lifetime": 600.0,
+        "max_idle": 120.0,
+    }
 # Several test runs can share one PostgreSQL server (parallel developers, CI):
 # each names its own test database.
 _test_db = env_str("TEST_DATABASE_NAME")
