@@ -10,3 +10,9 @@ os.environ.setdefault("TRANSCRIPTION_ENGINE", "fake")
 from voiceai.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user fixtures
+
+# The suite's own process opens connections from many threads (the realtime
+# tests' db_async calls) and drops the test database at the end; a pool would
+# keep connections open across that. Server processes the tests start run
+# voiceai.settings, with the pool (tests/ops/test_database_pool.py).
+DATABASES["default"].get("OPTIONS", {}).pop("pool", None)  # noqa: F405
