@@ -137,6 +137,12 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# The session relay (transcription/relay.py, docs/relay.md): events kept per
+# session for resume, how long an idle session's log lives, and how far a
+# subscriber may fall behind before it is dropped with a RelayGap.
+RELAY_MAXLEN = env_int("RELAY_MAXLEN", 1000, minimum=10)
+RELAY_IDLE_SECONDS = env_int("RELAY_IDLE_SECONDS", 3600, minimum=60)
+RELAY_QUEUE_SIZE = env_int("RELAY_QUEUE_SIZE", 1000, minimum=10)
 
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "var" / "static")))
