@@ -30,7 +30,7 @@ import sys
 import time
 import uuid
 
-MECHANISMS = ("core", "pubsub", "relay", "relay-unbatched")
+MECHANISMS = ("core", "pubsub", "relay", "relay-unbatched", "relay-xread")
 TEXT = "the patient reports a mild headache since tuesday morning and no fever " * 2
 
 
@@ -126,6 +126,33 @@ async def subscriber(args: argparse.Namespace) -> dict:
             await layer.group_add(f"s{session}", channel)
             tasks.append(asyncio.ensure_future(consume(session, channel)))
         closers.append(layer.flush if args.mechanism == "pubsub" else layer.close_pools)
+    elif args.mechanism == "relay-xread":
+        # The alternative reader: one XREAD BLOCK over every watched stream
+        # instead of pub/sub wake-ups (the publisher is the batched relay).
+        import redis.asyncio as redis_asyncio
+
+        from transcription.relay import relay_events_key
+
+        client = redis_asyncio.Redis.from_url(_redis_url(), decode_responses=True, socket_timeout=None)
+        positions = {relay_events_key(args.prefix, s): "0-0" for s in range(args.sessions)}
+        session_of = {relay_events_key(args.prefix, s): s for s in range(args.sessions)}
+
+        async def xread_loop() -> None:
+            while True:
+                try:
+                    replies = await client.xread(positions, block=1000, count=100)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    received["errors"] += 1
+                    continue
+                for key, entries in replies:
+                    for entry_id, fields in entries:
+                        positions[key] = entry_id
+                        record(session_of[key], json.loads(fields["e"]))
+
+        tasks.append(asyncio.ensure_future(xread_loop()))
+        closers.append(client.aclose)
     else:
         relay = _relay()
 
@@ -188,7 +215,7 @@ async def publisher(args: argparse.Namespace) -> dict:
         script = relay._publish_script
 
         async def send(session: int, event: dict) -> None:
-            if args.mechanism == "relay":
+            if args.mechanism in ("relay", "relay-xread"):
                 relay.publish_nowait(args.prefix, session, event)
             else:
                 # One round trip per event: what the relay's batching saves.
