@@ -40,10 +40,16 @@ def _timestamp(ms: int, separator: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{seconds:02d}{separator}{millis:03d}"
 
 
-def transcript_as_dict(segments: Iterable[SegmentLike], *, session_id: object, language: str) -> dict[str, Any]:
+def transcript_document(
+    segments: Iterable[SegmentLike], *, session_id: object, language: str, **header: Any
+) -> dict[str, Any]:
+    """The transcript as one JSON document: the download (``json``), the
+    export and the ``transcript.json`` stored beside the audio (which adds
+    ``header`` fields: sample rate, audio length, sha256) all use this."""
     return {
         "session_id": str(session_id),
         "language": language,
+        **header,
         "segments": [
             {
                 "segment_id": s.segment_id,
@@ -59,7 +65,7 @@ def transcript_as_dict(segments: Iterable[SegmentLike], *, session_id: object, l
 
 
 def transcript_as_json(segments: Iterable[SegmentLike], *, session_id: object, language: str) -> str:
-    return json.dumps(transcript_as_dict(segments, session_id=session_id, language=language), ensure_ascii=False)
+    return json.dumps(transcript_document(segments, session_id=session_id, language=language), ensure_ascii=False)
 
 
 def transcript_as_txt(segments: Iterable[SegmentLike]) -> str:

@@ -21,6 +21,7 @@ from clinics.audit import AuditAction, audit_record
 from clinics.models import Clinic
 from sessions import storage_keys
 from sessions.formats import transcript_as_json, transcript_as_txt
+from sessions.live import producer_attached
 from sessions.models import ConsultationSession, SessionStatus
 from sessions.selectors import transcript_finals
 from sessions.services import session_end, session_erase
@@ -133,8 +134,6 @@ def sessions_reap_abandoned(*, now: datetime | None = None, idle_hours: float | 
     started, and is left alone; so is one whose lease can't be checked
     (Redis down): "unknown" must never read as "nobody". Ending goes through
     ``session_end``, which seals the audio from its parts after commit."""
-    from transcription.live_state import producer_attached  # sessions must not import the realtime part at load
-
     now = now or timezone.now()
     hours = settings.ABANDONED_SESSION_HOURS if idle_hours is None else idle_hours
     report = ReapReport()

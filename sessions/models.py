@@ -13,6 +13,11 @@ class SessionStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+# A session a producer may attach to, and the two ways a session is over.
+OPEN_STATUSES = frozenset({SessionStatus.CREATED, SessionStatus.LIVE})
+CLOSED_STATUSES = frozenset({SessionStatus.ENDED, SessionStatus.FAILED})
+
+
 class ConsultationSession(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="sessions")
@@ -48,10 +53,6 @@ class ConsultationSession(models.Model):
 
     def __str__(self) -> str:
         return f"Session {self.id}"
-
-    @property
-    def storage_prefix(self) -> str:
-        return f"{self.clinic_id}/{self.id}/"
 
 
 class TranscriptSegment(models.Model):

@@ -1,10 +1,17 @@
-"""Writes on consultation sessions: create, end, erase, stream tokens.
+"""Every write on a consultation session and its transcript segments:
+create, end, fail, erase, stream tokens, a producer's connect/flush/seal,
+a viewer's start, batch uploads — and the audit row each one needs.
 
 Keyword-only, each in one transaction with an audit row; events for live
-sockets go out only after the transaction commits.
+sockets go out only after the transaction commits. ``SessionStatus`` is
+assigned here and nowhere else. The realtime layer (``transcription``) calls
+these from its sockets, once per connection or flush — never per frame —
+through ``voiceai.db.db_async``; storage work runs in a worker thread too.
 """
 
-from typing import Any
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync
 from botocore.exceptions import BotoCoreError, ClientError
@@ -16,12 +23,14 @@ from django.utils import timezone
 from clinics.access import Principal, access_session, ensure_clinic_active, require_admin, segments_visible_to
 from clinics.audit import AuditAction, audit_record
 from clinics.models import Clinic, Language
-from sessions import storage_keys
-from sessions.models import ConsultationSession, SessionStatus, TranscriptSegment
+from sessions import audio_store, storage_keys
+from sessions.audio import pcm_ms
+from sessions.events import SESSION_ENDED, session_group
+from sessions.live import producer_attached
+from sessions.models import OPEN_STATUSES, ConsultationSession, SessionStatus, TranscriptSegment
 from sessions.selectors import clinic_usage, transcript_finals
 from sessions.storage import storage_delete_prefix
 from sessions.tokens import IssuedToken, stream_token_issue
-from transcription.groups import session_group
 from voiceai.errors import Conflict, DomainError, InvalidInput, NotFound, QuotaExceeded
 from voiceai.logging import get_logger
 
@@ -30,7 +39,6 @@ log = get_logger(__name__)
 SAMPLE_RATE_MIN = 8000
 SAMPLE_RATE_MAX = 48000
 EXTERNAL_REF_MAX = 128
-_OPEN = (SessionStatus.CREATED, SessionStatus.LIVE)
 
 
 class LiveStateUnavailable(DomainError):
@@ -43,6 +51,23 @@ class StorageUnavailable(DomainError):
     status = 503
     code = "storage_unavailable"
     default_message = "Storage is unavailable; the session was not erased. Try again."
+
+
+class SessionEnded(Conflict):
+    code = "session_ended"
+    default_message = "The session has ended."
+
+
+def _audit(principal: Principal, action: str, session_id: Any, **details: Any) -> None:
+    """The audit row of an action on one session, by ``principal``."""
+    audit_record(
+        clinic=principal.clinic,
+        action=action,
+        object_type="session",
+        object_id=session_id,
+        actor=principal,
+        details=details,
+    )
 
 
 def _engine_for(principal: Principal) -> str:
@@ -96,32 +121,19 @@ def session_create(
         engine=_engine_for(principal),
         sample_rate=sample_rate,
     )
-    audit_record(
-        clinic=principal.clinic,
-        action=AuditAction.SESSION_CREATE,
-        object_type="session",
-        object_id=session.pk,
-        actor=principal,
-        details={"language": language, "engine": session.engine},
-    )
+    _audit(principal, AuditAction.SESSION_CREATE, session.pk, language=language, engine=session.engine)
     log.info("session_created", clinic_id=str(principal.clinic.pk), session_id=str(session.pk))
     return session
 
 
 def session_token_issue(*, principal: Principal, session: ConsultationSession) -> IssuedToken:
     """A fresh stream token (e.g. to reconnect); only for open sessions."""
-    if session.status not in _OPEN:
+    if session.status not in OPEN_STATUSES:
         raise Conflict("The session has ended.", code="session_ended")
     if session.source == "batch":
         raise Conflict("This session transcribes an uploaded file; it takes no stream.", code="batch_session")
     issued = stream_token_issue(principal=principal, session=session)
-    audit_record(
-        clinic=principal.clinic,
-        action=AuditAction.STREAM_TOKEN_ISSUE,
-        object_type="session",
-        object_id=session.pk,
-        actor=principal,
-    )
+    _audit(principal, AuditAction.STREAM_TOKEN_ISSUE, session.pk)
     return issued
 
 
@@ -131,7 +143,7 @@ def _notify_session_ended(clinic_id: Any, session_id: Any) -> None:
     try:
         layer = get_channel_layer()
         if layer is not None:
-            async_to_sync(layer.group_send)(session_group(clinic_id, session_id), {"type": "session.ended"})
+            async_to_sync(layer.group_send)(session_group(clinic_id, session_id), {"type": SESSION_ENDED})
     except Exception as exc:
         # The class name only: a connection error's text can carry the Redis URL.
         log.error(
@@ -143,20 +155,13 @@ def _notify_session_ended(clinic_id: Any, session_id: Any) -> None:
 def session_end(*, principal: Principal, session: ConsultationSession) -> ConsultationSession:
     """Ends an open session (idempotent for ended/failed sessions)."""
     session = access_session(principal, session.pk, for_update=True)
-    if session.status not in _OPEN:
+    if session.status not in OPEN_STATUSES:
         return session
     before = session.status
     session.status = SessionStatus.ENDED
     session.ended_at = timezone.now()
     session.save(update_fields=["status", "ended_at"])
-    audit_record(
-        clinic=principal.clinic,
-        action=AuditAction.SESSION_END,
-        object_type="session",
-        object_id=session.pk,
-        actor=principal,
-        details={"from": before},
-    )
+    _audit(principal, AuditAction.SESSION_END, session.pk, **{"from": before})
     clinic_id, session_id = session.clinic_id, session.pk
     transaction.on_commit(lambda: _notify_session_ended(clinic_id, session_id))
     if before == SessionStatus.LIVE:
@@ -171,15 +176,11 @@ def _seal_if_abandoned(principal: Principal, session_id: Any) -> None:
     not be read and did not count towards usage. An attached producer seals
     on ``session.ended`` itself. Parts are kept (``drop_parts=False``) in
     case a producer is still finishing elsewhere; erasure removes them."""
-    from transcription import audio_parts
-    from transcription.live_state import producer_attached
-    from transcription.persistence import session_seal
-
     try:
         session = access_session(principal, session_id)
         if producer_attached(clinic_id=session.clinic_id, session_id=session.pk):
             return
-        if audio_parts.parts_scan(session).part_count == 0:
+        if audio_store.parts_scan(session).part_count == 0:
             return
         session_seal(principal=principal, session_id=session_id, drop_parts=False)
     except Exception as exc:
@@ -191,8 +192,6 @@ def _refuse_while_producer_attached(session: ConsultationSession) -> None:
     """A session ended over REST keeps its producer for a few seconds (engine
     drain, last flush, seal): the audio parts it writes then would outlive
     the erasure. Refused (409, retry) until it has let go of the session."""
-    from transcription.live_state import producer_attached
-
     try:
         attached = producer_attached(clinic_id=session.clinic_id, session_id=session.pk)
     except Exception as exc:
@@ -231,14 +230,7 @@ def session_erase(*, principal: Principal, session: ConsultationSession) -> dict
         segments, _ = segments_visible_to(principal, session).delete()
         session_id = session.pk
         session.delete()
-        audit_record(
-            clinic=principal.clinic,
-            action=AuditAction.SESSION_ERASE,
-            object_type="session",
-            object_id=session_id,
-            actor=principal,
-            details={"storage_objects": objects, "segments": segments},
-        )
+        _audit(principal, AuditAction.SESSION_ERASE, session_id, storage_objects=objects, segments=segments)
     log.info("session_erased", clinic_id=str(principal.clinic.pk), session_id=str(session_id), objects=objects)
     return {"storage_objects": objects, "segments": segments}
 
@@ -247,14 +239,7 @@ def transcript_read(*, principal: Principal, session: ConsultationSession, fmt: 
     """The final segments for a download or display, with the audit row
     every transcript read needs."""
     segments = list(transcript_finals(principal=principal, session=session))
-    audit_record(
-        clinic=principal.clinic,
-        action=AuditAction.TRANSCRIPT_READ,
-        object_type="session",
-        object_id=session.pk,
-        actor=principal,
-        details={"format": fmt, "segments": len(segments)},
-    )
+    _audit(principal, AuditAction.TRANSCRIPT_READ, session.pk, format=fmt, segments=len(segments))
     return segments
 
 
@@ -262,11 +247,277 @@ def audio_read_audit(*, principal: Principal, session: ConsultationSession, star
     """Records a read of bytes ``start``..``end`` (inclusive) of the audio."""
     if session.clinic_id != principal.clinic.pk:
         raise NotFound("Session not found.")
-    audit_record(
-        clinic=principal.clinic,
-        action=AuditAction.AUDIO_READ,
-        object_type="session",
-        object_id=session.pk,
-        actor=principal,
-        details={"start": start, "end": end, "bytes": max(0, end - start + 1), "size": size},
+    _audit(
+        principal, AuditAction.AUDIO_READ, session.pk, start=start, end=end, bytes=max(0, end - start + 1), size=size
     )
+
+
+@transaction.atomic
+def session_fail(*, principal: Principal, session_id: Any, reason: str) -> ConsultationSession:
+    """Marks an open session failed with a short machine reason (an error
+    code, never vendor text with data in it): the speech engine gave up on a
+    live stream or a batch job. Its stored audio and finals stay.
+    Idempotent: an ended or failed session is left as it is."""
+    session = access_session(principal, session_id, for_update=True)
+    if session.status not in OPEN_STATUSES:
+        return session
+    before = session.status
+    session.status = SessionStatus.FAILED
+    session.failure_reason = reason[:200]
+    session.ended_at = timezone.now()
+    session.save(update_fields=["status", "failure_reason", "ended_at"])
+    _audit(principal, AuditAction.SESSION_FAIL, session.pk, **{"from": before, "reason": session.failure_reason})
+    return session
+
+
+# --- a producer's connection: start, finals, stop, seal ------------------------------------
+
+
+@dataclass
+class StreamStart:
+    stored_final_ids: set[str] = field(default_factory=set)
+    segments: int = 0
+    last_final_end_ms: int = 0
+    # Stored finals the client has not received (``finals_received``), in
+    # the order they were first sent.
+    unreceived_finals: list[TranscriptSegment] = field(default_factory=list)
+
+
+def stream_start(
+    *,
+    principal: Principal,
+    session_id: object,
+    resume_from_byte: int,
+    takeover: bool,
+    finals_received: int | None = None,
+) -> StreamStart:
+    """Mark the session live and audit the connection. Returns what the
+    stream must know of the finals already stored (never re-sent), and the
+    stored finals after the first ``finals_received`` ones.
+
+    A stream stores its finals in the order it sends them (one bulk insert
+    per flush, then the same order on the socket), so what a client has
+    received is a prefix of the stored finals in id order; the rest were
+    stored when its connection was already gone (the flush after a drop).
+    ``None``: the client did not say, nothing is re-sent.
+
+    Raises SessionEnded when the session is over, QuotaExceeded when the
+    clinic's audio minutes or storage are used up (checked once per connect,
+    before the session goes live or a stream.start is audited)."""
+    with transaction.atomic():
+        session = access_session(principal, session_id, for_update=True)
+        if session.status not in OPEN_STATUSES:
+            raise SessionEnded()
+        quota_ensure_available(clinic=principal.clinic)
+        if session.status == SessionStatus.CREATED:
+            session.status = SessionStatus.LIVE
+            session.started_at = timezone.now()
+            session.save(update_fields=["status", "started_at"])
+        finals = segments_visible_to(principal, session)
+        rows = list(finals.order_by("id").values_list("id", "segment_id", "end_ms"))
+        unreceived: list[TranscriptSegment] = []
+        if finals_received is not None and finals_received < len(rows):
+            first_id = rows[finals_received][0]
+            unreceived = list(finals.filter(id__gte=first_id).order_by("id"))
+        _audit(
+            principal,
+            AuditAction.STREAM_START,
+            session.pk,
+            resume_from_byte=resume_from_byte,
+            takeover=takeover,
+            finals_resent=len(unreceived),
+        )
+    return StreamStart(
+        stored_final_ids={segment_id for _, segment_id, _ in rows},
+        segments=len(rows),
+        last_final_end_ms=max((end for _, _, end in rows), default=0),
+        unreceived_finals=unreceived,
+    )
+
+
+class FinalLike(Protocol):
+    """What a stored final needs (an engine's ``TranscriptEvent``)."""
+
+    segment_id: str
+    revision: int
+    start_ms: int
+    end_ms: int
+    text: str
+    speaker: str
+    confidence: float | None
+
+
+def finals_store(*, principal: Principal, session_id: object, finals: list[FinalLike]) -> int:
+    """Bulk-insert final segments in time order (one statement per flush).
+    A segment id already stored is skipped by the unique constraint, never
+    duplicated."""
+    if not finals:
+        return 0
+    rows = [
+        TranscriptSegment(
+            clinic=principal.clinic,
+            session_id=session_id,
+            segment_id=f.segment_id[:100],
+            revision=f.revision,
+            start_ms=max(0, f.start_ms),
+            end_ms=max(0, f.end_ms),
+            text=f.text,
+            speaker=f.speaker[:32],
+            confidence=f.confidence,
+            is_final=True,
+        )
+        for f in sorted(finals, key=lambda f: (f.start_ms, f.end_ms))
+    ]
+    TranscriptSegment.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def finals_store_late(*, principal: Principal, session_id: object, finals: list[FinalLike]) -> None:
+    """Finals that arrived after the producer sealed the session (a slow
+    upstream caught up): stored, audited and, for a sealed session, written
+    into its ``transcript.json`` — in one transaction, so readers see the
+    rows, the document and the audit row together, never the rows alone."""
+    with transaction.atomic():
+        finals_store(principal=principal, session_id=session_id, finals=finals)
+        session = access_session(principal, session_id)
+        if session.audio_sha256:  # sealed: its transcript.json is out of date
+            rows = list(transcript_finals(principal=principal, session=session))
+            audio_store.transcript_json_write(
+                session, rows, audio_ms=session.audio_duration_ms, sha256=session.audio_sha256
+            )
+        _audit(principal, AuditAction.TRANSCRIPT_WRITE, session.pk, late_segments=len(finals))
+    log.info("late_finals_stored", session_id=str(session.pk), segments=len(finals))
+
+
+def stream_stop(*, principal: Principal, session_id: object, reason: str, bytes_received: int, durable: int) -> None:
+    _audit(
+        principal,
+        AuditAction.STREAM_STOP,
+        session_id,
+        reason=reason,
+        bytes_received=bytes_received,
+        audio_bytes_durable=durable,
+    )
+
+
+@dataclass(frozen=True)
+class SealResult:
+    audio_bytes: int
+    audio_ms: int
+    segments: int
+    sha256: str
+
+
+def session_seal(*, principal: Principal, session_id: object, drop_parts: bool = True) -> SealResult:
+    """End of a session's audio: assemble the WAV from the parts, store its
+    sha256 and size, write the transcript JSON beside it, mark the session
+    ended, audit the audio and transcript writes once, drop the parts.
+
+    Storage first, then one transaction; idempotent (a sealed session with
+    no parts left keeps its WAV; with parts left it is rebuilt from them).
+
+    The producer seals on CloseStream and when the session is ended over
+    REST while it streams. For a session ended over REST with no producer
+    connected (its audio is only in parts), call this after the commit
+    with ``drop_parts=False``: a producer that is still finishing may add a
+    last part, and keeping the parts lets its own seal rebuild the WAV in
+    full."""
+    session = access_session(principal, session_id)
+    index = audio_store.parts_scan(session)
+    if index.part_count == 0 and session.audio_sha256:
+        return SealResult(
+            audio_bytes=session.audio_bytes,
+            audio_ms=session.audio_duration_ms,
+            segments=segments_visible_to(principal, session).count(),
+            sha256=session.audio_sha256,
+        )
+    wav_key, sha256 = audio_store.wav_write(session, index=index, sample_rate=session.sample_rate)
+    segments = list(segments_visible_to(principal, session).order_by("start_ms", "id"))
+    audio_ms = pcm_ms(index.durable_bytes, session.sample_rate)
+    audio_store.transcript_json_write(session, segments, audio_ms=audio_ms, sha256=sha256)
+    with transaction.atomic():
+        session = access_session(principal, session_id, for_update=True)
+        if session.status in OPEN_STATUSES:
+            session.status = SessionStatus.ENDED
+        session.ended_at = session.ended_at or timezone.now()
+        session.audio_bytes = index.durable_bytes
+        session.audio_duration_ms = audio_ms
+        session.storage_key = wav_key
+        session.audio_sha256 = sha256
+        session.save(
+            update_fields=["status", "ended_at", "audio_bytes", "audio_duration_ms", "storage_key", "audio_sha256"]
+        )
+        _audit(principal, AuditAction.AUDIO_WRITE, session.pk, audio_bytes=index.durable_bytes, parts=index.part_count)
+        _audit(principal, AuditAction.TRANSCRIPT_WRITE, session.pk, segments=len(segments))
+    if drop_parts:
+        audio_store.parts_delete([link.part for link in index.chain] + _stray_parts(session, index))
+    log.info("session_sealed", session_id=str(session.pk), audio_bytes=index.durable_bytes, segments=len(segments))
+    return SealResult(audio_bytes=index.durable_bytes, audio_ms=audio_ms, segments=len(segments), sha256=sha256)
+
+
+def _stray_parts(session: ConsultationSession, index: audio_store.PartsIndex) -> list[audio_store.Part]:
+    in_chain = {link.part.name for link in index.chain}
+    return [p for p in audio_store.parts_list(session) if p.name not in in_chain]
+
+
+@dataclass
+class ViewerStart:
+    status: str
+    sample_rate: int
+    finals: list[TranscriptSegment]
+
+
+def viewer_start(*, principal: Principal, session_id: object) -> ViewerStart:
+    """The finals so far for a new viewer, and the LIVE_VIEW audit row."""
+    session = access_session(principal, session_id)
+    finals = list(segments_visible_to(principal, session).order_by("start_ms", "id"))
+    _audit(principal, AuditAction.LIVE_VIEW, session.pk, finals=len(finals))
+    return ViewerStart(status=session.status, sample_rate=session.sample_rate, finals=finals)
+
+
+# --- batch uploads ----------------------------------------------------------------------
+
+
+def batch_session_create(
+    *, principal: Principal, pcm: bytes, sample_rate: int, wav: bytes, language: str | None, external_ref: str
+) -> ConsultationSession:
+    """The session of an uploaded WAV (``source="batch"``), live at once, its
+    audio stored as the session's WAV. Call inside the caller's transaction:
+    the WAV is written inside it, so if storage fails no session is left
+    pointing at missing audio (S3 is not rolled back, but nothing refers to it)."""
+    session = session_create(principal=principal, external_ref=external_ref, language=language, sample_rate=sample_rate)
+    session.storage_key = audio_store.wav_store(session, wav)
+    session.source = "batch"
+    session.status = SessionStatus.LIVE
+    session.started_at = timezone.now()
+    session.audio_bytes = len(pcm)
+    session.audio_duration_ms = pcm_ms(len(pcm), sample_rate)
+    session.audio_sha256 = hashlib.sha256(wav).hexdigest()
+    session.save(
+        update_fields=[
+            "source", "status", "started_at", "storage_key", "audio_bytes", "audio_duration_ms", "audio_sha256",
+        ]
+    )  # fmt: skip
+    _audit(principal, AuditAction.AUDIO_WRITE, session.pk, source="batch", audio_bytes=session.audio_bytes)
+    return session
+
+
+def batch_progress_save(*, session_id: Any, progress: int) -> None:
+    ConsultationSession.objects.filter(pk=session_id, status=SessionStatus.LIVE).update(progress=progress)
+
+
+@transaction.atomic
+def batch_finish(*, principal: Principal, session_id: Any, finals: list[FinalLike]) -> None:
+    """A batch job's finals stored, its ``transcript.json`` written and the
+    session ended (unless it was ended or failed meanwhile)."""
+    session = access_session(principal, session_id, for_update=True)
+    stored = finals_store(principal=principal, session_id=session.pk, finals=finals)
+    rows = list(transcript_finals(principal=principal, session=session))
+    audio_store.transcript_json_write(session, rows, audio_ms=session.audio_duration_ms, sha256=session.audio_sha256)
+    if session.status == SessionStatus.LIVE:
+        session.status = SessionStatus.ENDED
+        session.ended_at = timezone.now()
+    session.progress = 100
+    session.save(update_fields=["status", "ended_at", "progress"])
+    _audit(principal, AuditAction.TRANSCRIPT_WRITE, session.pk, source="batch", segments=stored)
+    log.info("batch_finished", session_id=str(session.pk), segments=stored)

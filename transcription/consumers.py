@@ -21,6 +21,7 @@ import structlog
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from sessions.models import CLOSED_STATUSES
 from sessions.tokens import InvalidStreamToken
 from transcription import persistence
 from transcription.live_state import get_live_store
@@ -28,13 +29,13 @@ from transcription.stream import ProducerStream, new_owner_id
 from transcription.viewer import ViewerStream
 from transcription.wire import Close, StreamError, WsSocket
 from voiceai import drain
+from voiceai.db import db_async
 from voiceai.errors import DomainError, NotFound
 from voiceai.logging import get_logger
 from voiceai.metrics import WS_CONNECTIONS
 
 log = get_logger(__name__)
 
-_ENDED = ("ended", "failed")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -81,7 +82,7 @@ async def _authorize(scope, ws: WsSocket) -> persistence.StreamAuth | None:
     # on another site must not ride on the clinician's login.
     web_session_key = _cookie(scope, settings.SESSION_COOKIE_NAME) if scope.get("ws_origin_trusted") else None
     try:
-        return await persistence.db_async(persistence.authorize)(
+        return await db_async(persistence.authorize)(
             token=query.get("token"),
             web_session_key=web_session_key,
             session_id=session_id,
@@ -161,7 +162,7 @@ class ProducerConsumer(_RawWebSocketApp):
         if auth is None:
             return
         structlog.contextvars.bind_contextvars(clinic_id=str(auth.session.clinic_id))
-        if auth.session.status in _ENDED:
+        if auth.session.status in CLOSED_STATUSES:
             raise StreamError(Close.CONFLICT, "session_ended", "The session has ended.")
         if auth.session.source == "batch":
             # Its audio is the uploaded file: a stream's parts would replace

@@ -38,7 +38,7 @@ from typing import Any
 
 from django.conf import settings
 
-from transcription.engines.base import Engine, EngineError, EngineStream, StreamConfig
+from transcription.engines.base import EngineError
 from voiceai.logging import get_logger
 from voiceai.metrics import ENGINE_QUEUE_LENGTH
 
@@ -398,24 +398,6 @@ def get_engine_quota() -> EngineQuota:
     return LocalEngineQuota(limits)
 
 
-def open_for_producer(producer: Any, engine: Engine, config: StreamConfig) -> EngineStream:
-    """The realtime pipeline's entry (``transcription.stream_seams``); lives in
-    ``transcription.producer_engine``."""
-    from transcription.producer_engine import open_for_producer as open_
-
-    return open_(producer, engine, config)
-
-
-def __getattr__(name: str) -> Any:
-    # LeasedStream and QuotaOpener live in transcription.engine_leases (kept
-    # importable from here; imported lazily, as that module imports this one).
-    if name in {"LeasedStream", "QuotaOpener"}:
-        from transcription import engine_leases
-
-        return getattr(engine_leases, name)
-    raise AttributeError(name)
-
-
 __all__ = [
     "EngineQuota",
     "LocalEngineQuota",
@@ -424,5 +406,4 @@ __all__ = [
     "StreamLease",
     "get_engine_quota",
     "limits_from_settings",
-    "open_for_producer",
 ]

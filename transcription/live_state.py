@@ -29,7 +29,10 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from transcription.groups import live_state_key
+
+def live_state_key(clinic_id: object, session_id: object) -> str:
+    """Redis key of a session's live state (the design's key layout)."""
+    return f"clinic:{clinic_id}:session:{session_id}"
 
 
 def quota_key(clinic_id: object) -> str:

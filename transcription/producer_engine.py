@@ -1,7 +1,7 @@
 """The engine stream of a live producer for quota-bound engines (AWS).
 
-``open_for_producer`` (called by ``transcription.stream_seams.default_engine_opener``
-through ``engine_quota.open_for_producer``) returns at once: the resilient
+``open_for_producer`` (called by ``transcription.stream_seams.default_engine_opener``)
+returns at once: the resilient
 stream queues for a lease in the background while the producer receives,
 acknowledges and stores audio; ``Queued``/``Warning`` notices go to the
 client through ``producer.send_control``; when the engine gives up, the
@@ -25,12 +25,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from channels.db import database_sync_to_async
-
+from sessions.services import finals_store_late, session_fail
 from transcription.engine_leases import QuotaOpener
 from transcription.engine_quota import get_engine_quota
 from transcription.engines.base import Engine, EngineError, EngineStream, StreamConfig, TranscriptEvent
 from transcription.resilient import ResilientStream, open_resilient
+from voiceai.db import db_async
 from voiceai.logging import get_logger
 
 logger = get_logger(__name__)
@@ -91,44 +91,14 @@ class ProducerEngineStream(EngineStream):
             await self.inner.aclose()
         if finals:
             try:
-                await database_sync_to_async(_late_finals_store, thread_sensitive=False)(
+                await db_async(finals_store_late)(
                     principal=self._principal, session_id=self._session_id, finals=list(finals.values())
                 )
             except Exception:
                 logger.exception("late_finals_not_stored", session_id=str(self._session_id))
 
 
-def _late_finals_store(*, principal: Any, session_id: Any, finals: list[TranscriptEvent]) -> None:
-    from django.db import transaction
-
-    from clinics.access import access_session
-    from clinics.audit import AuditAction, audit_record
-    from sessions.batch import transcript_json_write
-    from sessions.selectors import transcript_finals
-    from transcription.persistence import finals_store
-
-    # One transaction: readers see the late finals, the rewritten
-    # transcript.json and the audit row together, never the rows alone.
-    with transaction.atomic():
-        finals_store(principal=principal, session_id=session_id, finals=finals)
-        session = access_session(principal, session_id)
-        rows = list(transcript_finals(principal=principal, session=session))
-        if session.audio_sha256:  # sealed: its transcript.json is out of date
-            transcript_json_write(session, rows)
-        audit_record(
-            clinic=principal.clinic,
-            action=AuditAction.TRANSCRIPT_WRITE,
-            object_type="session",
-            object_id=session.pk,
-            actor=principal,
-            details={"late_segments": len(finals)},
-        )
-    logger.info("late_finals_stored", session_id=str(session.pk), segments=len(finals))
-
-
 def open_for_producer(producer: Any, engine: Engine, config: StreamConfig) -> EngineStream:
-    from sessions.failure import session_fail
-
     principal = producer.principal
     loop = asyncio.get_running_loop()
     sending: set[asyncio.Task] = set()
@@ -143,9 +113,7 @@ def open_for_producer(producer: Any, engine: Engine, config: StreamConfig) -> En
         task.add_done_callback(sending.discard)
 
     async def failed(error: EngineError) -> None:
-        await database_sync_to_async(session_fail, thread_sensitive=False)(
-            principal=principal, session_id=producer.session.pk, reason=error.code
-        )
+        await db_async(session_fail)(principal=principal, session_id=producer.session.pk, reason=error.code)
 
     holder: list[ResilientStream] = []
     opener = QuotaOpener(

@@ -32,10 +32,12 @@ import time
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from transcription import audio_parts, persistence, stream_metrics
-from transcription.audio import bytes_per_ms, ms_to_bytes
+from sessions import audio_store
+from sessions.audio import bytes_per_ms, ms_to_bytes
+from sessions.events import session_group
+from sessions.services import SessionEnded, finals_store, stream_start
+from transcription import persistence, stream_metrics
 from transcription.engines.base import EngineStream, TranscriptEvent
-from transcription.groups import session_group
 from transcription.live_state import LiveStore
 from transcription.stream_endings import StreamEndings
 from transcription.stream_engine import MAX_ENGINE_RESTARTS, MAX_REPLAY_MS, StreamEngine  # noqa: F401 - re-exported
@@ -48,7 +50,9 @@ from transcription.stream_seams import (  # noqa: F401 - re-exported for integra
     new_owner_id,
     set_engine_opener,
 )
-from transcription.wire import PROTOCOL_VERSION, Close, StreamError, WsSocket, parse_control
+from transcription.wire import PROTOCOL_VERSION, Close, StreamError, WsSocket, parse_control, segment_payload
+from voiceai.db import db_async
+from voiceai.errors import QuotaExceeded
 from voiceai.logging import get_logger
 
 log = get_logger(__name__)
@@ -68,7 +72,7 @@ DURATION_WARNING_SECONDS = 300  # clinicians hear of the session-length limit th
 _run_in_thread = sync_to_async(thread_sensitive=False)
 
 
-_db = persistence.db_async
+_db = db_async
 
 
 class ProducerStream(StreamEngine, StreamEndings):
@@ -176,18 +180,20 @@ class ProducerStream(StreamEngine, StreamEndings):
                 await self._group_send(
                     session_group(clinic_id, session_id), {"type": "stream.takeover", "owner": self.owner}
                 )
-            index = await _run_in_thread(audio_parts.parts_scan)(self.session)
+            index = await _run_in_thread(audio_store.parts_scan)(self.session)
             self.resume_from_byte = self.durable = self.received = self._acked_at_received = index.durable_bytes
             try:
-                started = await _db(persistence.stream_start)(
+                started = await _db(stream_start)(
                     principal=self.principal,
                     session_id=session_id,
                     resume_from_byte=self.durable,
                     takeover=bool(claim.previous_owner),
                     finals_received=self.finals_received,
                 )
-            except persistence.SessionClosed:
+            except SessionEnded:
                 raise StreamError(Close.CONFLICT, "session_ended", "The session has ended.") from None
+            except QuotaExceeded as exc:
+                raise StreamError(Close.QUOTA, exc.code, exc.message) from None
             self._stored_ids = started.stored_final_ids
             self._segments = started.segments
             self._last_final_end_ms = started.last_final_end_ms
@@ -213,7 +219,7 @@ class ProducerStream(StreamEngine, StreamEndings):
         )
         # Finals stored after the client's connection was gone (the flush
         # after a drop), before any new transcript. Viewers had them already.
-        for payload in started.unreceived_finals:
+        for payload in map(segment_payload, started.unreceived_finals):
             await self.ws.send_json(payload)
         self._pump_task = self._spawn(self._pump(self._engine))
         self._spawn(self._ticker())
@@ -326,7 +332,7 @@ class ProducerStream(StreamEngine, StreamEndings):
             self._pending_finals.append(event)
             self._last_final_end_ms = max(self._last_final_end_ms, event.end_ms)
             return
-        payload = persistence.segment_payload(event)
+        payload = segment_payload(event)
         await self.ws.send_json(payload)
         self.counters.partials_out += 1
         STATS.partials_out += 1
@@ -382,12 +388,12 @@ class ProducerStream(StreamEngine, StreamEndings):
             data = bytes(self._buffer)
             finals = self._pending_finals[:]
             if data:
-                await _run_in_thread(audio_parts.part_write)(self.session, start=self.durable, data=data)
+                await _run_in_thread(audio_store.part_write)(self.session, start=self.durable, data=data)
                 # Frames received meanwhile were appended after ``data``.
                 del self._buffer[: len(data)]
                 self.durable += len(data)
             if finals:
-                await _db(persistence.finals_store)(principal=self.principal, session_id=session_id, finals=finals)
+                await _db(finals_store)(principal=self.principal, session_id=session_id, finals=finals)
                 del self._pending_finals[: len(finals)]
                 for final in finals:
                     self._stored_ids.add(final.segment_id)
@@ -399,7 +405,7 @@ class ProducerStream(StreamEngine, StreamEndings):
             STATS.bytes_durable += len(data)
             STATS.flush_seconds_total += time.perf_counter() - started
             for final in sorted(finals, key=lambda f: (f.start_ms, f.end_ms)):
-                payload = persistence.segment_payload(final)
+                payload = segment_payload(final)
                 await self.ws.send_json(payload)
                 await self._broadcast(payload)
                 self.counters.finals_out += 1

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from transcription import persistence
-from transcription.audio import ms_to_bytes
-from transcription.groups import session_group
+from sessions.audio import ms_to_bytes
+from sessions.events import SESSION_ENDED, session_group
+from sessions.services import session_seal, stream_stop
 from transcription.stream_seams import ACTIVE_STREAMS, STATS
 from transcription.wire import Close, StreamError
+from voiceai.db import db_async
 from voiceai.logging import get_logger
 
 log = get_logger(__name__)
@@ -34,7 +35,7 @@ class StreamEndings:
         while True:
             message = await self.layer.receive(self._channel)
             kind = message.get("type")
-            if kind == "session.ended":
+            if kind == SESSION_ENDED:
                 self._stop(StreamError(Close.NORMAL, "session_ended", "The session was ended."))
                 return
             if kind == "viewer.joined":
@@ -116,9 +117,7 @@ class StreamEndings:
         try:
             await self._drain_engine(seconds=ENGINE_DRAIN_SECONDS)
             await self._flush_or_fail()
-            sealed = await persistence.db_async(persistence.session_seal)(
-                principal=self.principal, session_id=self.session.pk
-            )
+            sealed = await db_async(session_seal)(principal=self.principal, session_id=self.session.pk)
         except StreamError as exc:
             error = exc
         except Exception:
@@ -132,7 +131,7 @@ class StreamEndings:
         else:
             await self.ws.send_json({"type": "Metadata", "audio_ms": sealed.audio_ms, "segments": sealed.segments})
             await self.ws.close(Close.NORMAL)
-            await self._group_send(session_group(self.session.clinic_id, self.session.pk), {"type": "session.ended"})
+            await self._group_send(session_group(self.session.clinic_id, self.session.pk), {"type": SESSION_ENDED})
         self._done.set()
 
     async def go_away(self) -> None:
@@ -181,7 +180,7 @@ class StreamEndings:
                     clinic_id=clinic_id, session_id=session_id, owner=self.owner, durable_bytes=self.durable
                 )
         with contextlib.suppress(Exception):
-            await persistence.db_async(persistence.stream_stop)(
+            await db_async(stream_stop)(
                 principal=self.principal,
                 session_id=session_id,
                 reason=reason,

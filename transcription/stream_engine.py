@@ -18,8 +18,9 @@ import contextlib
 
 from asgiref.sync import sync_to_async
 
-from transcription import audio_parts, stream_metrics, stream_seams
-from transcription.audio import ms_to_bytes, pcm_ms
+from sessions import audio_store
+from sessions.audio import ms_to_bytes, pcm_ms
+from transcription import stream_metrics, stream_seams
 from transcription.engines.base import EngineError, EngineStream, StreamConfig
 from transcription.stream_seams import STATS
 from transcription.wire import Close, StreamError
@@ -44,7 +45,7 @@ class StreamEngine:
     received, _buffer, _flush_lock, _last_final_end_ms, _engine,
     _engine_ready (clear while the engine is being reopened), counters."""
 
-    async def _open_engine_replaying(self, index: audio_parts.PartsIndex | None = None) -> None:
+    async def _open_engine_replaying(self, index: audio_store.PartsIndex | None = None) -> None:
         """Open the engine after the last final seen and feed it the audio
         from there up to ``received`` (at most MAX_REPLAY_MS).
 
@@ -59,7 +60,7 @@ class StreamEngine:
         finally:
             self._engine_ready.set()
 
-    async def _open_and_replay(self, index: audio_parts.PartsIndex | None) -> None:
+    async def _open_and_replay(self, index: audio_store.PartsIndex | None) -> None:
         replay_from = max(
             ms_to_bytes(self._last_final_end_ms, self.sample_rate),
             self.received - ms_to_bytes(MAX_REPLAY_MS, self.sample_rate),
@@ -73,8 +74,8 @@ class StreamEngine:
                     durable = self.durable
 
                     def read() -> bytes:
-                        parts = index if index is not None else audio_parts.parts_scan(self.session)
-                        return b"".join(audio_parts.pcm_iter(parts, start=replay_from))[: durable - replay_from]
+                        parts = index if index is not None else audio_store.parts_scan(self.session)
+                        return b"".join(audio_store.pcm_iter(parts, start=replay_from))[: durable - replay_from]
 
                     stored = await _run_in_thread(read)()
                 # No await from here on: stored + buffer are [replay_from, received).

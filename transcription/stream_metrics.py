@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from transcription.audio import bytes_per_ms
+from sessions.audio import bytes_per_ms
 from transcription.stream_seams import ACTIVE_STREAMS
 from voiceai.metrics import (
     AUDIO_SECONDS,
@@ -134,7 +134,7 @@ def engine_streams_active() -> float:
     waiting in the queue has none); the others count one per producer."""
     leased = 0
     try:
-        from transcription.engine_quota import LeasedStream
+        from transcription.engine_leases import LeasedStream
 
         leased = LeasedStream.open_streams
     except (ImportError, AttributeError):
@@ -158,6 +158,6 @@ def engine_name(stream: ProducerStream) -> str:
 
 def pump_failed(stream: ProducerStream, exc) -> None:
     """A producer's engine stream failed. Quota-bound engines count their
-    upstream failures themselves (engine_quota.LeasedStream)."""
+    upstream failures themselves (engine_leases.LeasedStream)."""
     if not quota_bound(stream._engine):
         engine_failed(engine_name(stream), retryable=bool(exc.retryable))

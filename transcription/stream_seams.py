@@ -20,10 +20,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from transcription.audio import ms_to_bytes
+from sessions.audio import ms_to_bytes
+from sessions.events import session_group
 from transcription.engines import get_engine
 from transcription.engines.base import EngineError, EngineStream, StreamConfig
-from transcription.groups import session_group
 
 if TYPE_CHECKING:
     from transcription.stream import ProducerStream
@@ -81,8 +81,8 @@ async def default_engine_opener(stream: ProducerStream, config: StreamConfig) ->
     engine = get_engine(stream.auth.engine_name or None)
     if getattr(engine, "uses_engine_quota", False):
         # Upstream engines with a shared stream quota (AWS): queue for a
-        # slot, retry/replay, keep-alive and roll over (engine_quota, resilient).
-        from transcription.engine_quota import open_for_producer
+        # slot, retry/replay, keep-alive and roll over (producer_engine, engine_quota, resilient).
+        from transcription.producer_engine import open_for_producer
 
         return open_for_producer(stream, engine, config)
     from transcription import stream_metrics

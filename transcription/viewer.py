@@ -7,16 +7,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from sessions.events import SESSION_ENDED, session_group
+from sessions.models import CLOSED_STATUSES
+from sessions.services import viewer_start
 from transcription import persistence
-from transcription.groups import session_group
 from transcription.live_state import LiveStore
 from transcription.stream_seams import STATS, live_group, new_owner_id
-from transcription.wire import PROTOCOL_VERSION, Close, StreamError, WsSocket, parse_control
+from transcription.wire import PROTOCOL_VERSION, Close, StreamError, WsSocket, parse_control, segment_payload
+from voiceai.db import db_async
 from voiceai.logging import get_logger
 
 log = get_logger(__name__)
-
-_ENDED = ("ended", "failed")
 
 
 class ViewerStream:
@@ -60,9 +61,7 @@ class ViewerStream:
             # partials to the channel layer (finals always go there).
             await self._touch()
             await self.layer.group_send(self._groups[0], {"type": "viewer.joined"})
-        start = await persistence.db_async(persistence.viewer_start)(
-            principal=self.auth.principal, session_id=self.session.pk
-        )
+        start = await db_async(viewer_start)(principal=self.auth.principal, session_id=self.session.pk)
         await self.ws.send_json(
             {
                 "type": "Begin",
@@ -72,10 +71,10 @@ class ViewerStream:
                 "status": start.status,
             }
         )
-        for final in start.finals:
+        for final in map(segment_payload, start.finals):
             self._sent_finals.add(final["segment_id"])
             await self.ws.send_json(final)
-        if start.status in _ENDED or self._channel is None:
+        if start.status in CLOSED_STATUSES or self._channel is None:
             await self._end()
             return
         client = asyncio.ensure_future(self._client_loop(receive))
@@ -115,7 +114,7 @@ class ViewerStream:
                         continue
                     self._sent_finals.add(event.get("segment_id"))
                 await self.ws.send_json(event)
-            elif kind == "session.ended":
+            elif kind == SESSION_ENDED:
                 await self._end()
                 return
 

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voiceai.metrics import WS_CLOSES
+
+if TYPE_CHECKING:
+    from sessions.models import TranscriptSegment
+    from transcription.engines.base import TranscriptEvent
 
 PROTOCOL_VERSION = 1
 CONTROL_TYPES = frozenset({"KeepAlive", "Finalize", "CloseStream"})
@@ -106,3 +110,18 @@ def parse_control(text: str | None, allowed: frozenset[str] = CONTROL_TYPES) -> 
     if not isinstance(kind, str) or kind not in allowed:
         raise StreamError(Close.PROTOCOL, "unknown_type", "Unknown message type.")
     return kind
+
+
+def segment_payload(s: TranscriptSegment | TranscriptEvent) -> dict:
+    """The ``Transcript`` message of a stored segment or an engine event."""
+    return {
+        "type": "Transcript",
+        "segment_id": s.segment_id,
+        "revision": s.revision,
+        "is_final": bool(s.is_final),
+        "start_ms": s.start_ms,
+        "end_ms": s.end_ms,
+        "text": s.text,
+        "speaker": s.speaker,
+        "confidence": s.confidence,
+    }

@@ -1,5 +1,5 @@
 """POST /api/v1/transcriptions/: upload a WAV for batch transcription.
-Thin: size gate, form validation, ``sessions.batch.batch_create``."""
+Thin: size gate, form validation, ``transcription.batch.batch_create``."""
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -11,8 +11,8 @@ from rest_framework.response import Response
 from clinics.api.base import ClinicScopedAPIView
 from clinics.models import Language
 from sessions.api.serializers import SessionSerializer
-from sessions.batch import UploadTooLarge, batch_create
 from sessions.services import EXTERNAL_REF_MAX
+from transcription.batch import UploadTooLarge, batch_create
 from voiceai.errors import InvalidInput
 
 # Multipart framing around the file (boundaries, part headers, small fields).

@@ -162,7 +162,7 @@ class SessionTranscriptView(ClinicScopedAPIView):
         session = access_session(self.principal, id)
         segments = transcript_read(principal=self.principal, session=session, fmt=fmt)
         if fmt == "json":
-            return Response(formats.transcript_as_dict(segments, session_id=session.pk, language=session.language))
+            return Response(formats.transcript_document(segments, session_id=session.pk, language=session.language))
         text = formats.transcript_render(segments, fmt=fmt, session_id=session.pk, language=session.language)
         response = HttpResponse(text, content_type=formats.CONTENT_TYPES[fmt])
         response["Content-Disposition"] = f'inline; filename="{session.pk}.{fmt}"'

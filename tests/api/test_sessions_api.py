@@ -11,10 +11,10 @@ from django.utils import timezone
 
 from clinics.models import AuditEvent
 from sessions import storage_keys
+from sessions.events import session_group
 from sessions.models import ConsultationSession, SessionStatus, TranscriptSegment
 from sessions.tokens import stream_token_consume
 from tests.api.conftest import error_code, streamed_body
-from transcription.groups import session_group
 
 SESSION_ENDPOINTS = [
     ("get", "/api/v1/sessions/{id}/"),
@@ -209,6 +209,7 @@ def test_it_erases_audio_transcript_and_session_leaving_a_tombstone(
 
 def test_it_erases_nothing_when_storage_is_unavailable(client_a_admin, session_a, segments_a, monkeypatch):
     client_a = client_a_admin
+
     def unavailable(prefix):
         raise OSError("disk gone")
 

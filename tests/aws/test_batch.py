@@ -13,11 +13,11 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from clinics.models import AuditEvent
-from sessions.batch import batch_wait
+from sessions.audio import wav_bytes
 from sessions.models import ConsultationSession, SessionStatus
 from tests.aws.conftest import numbered_chunks, words
 from tests.transcribe_standin import Scenario
-from transcription.audio import wav_bytes
+from transcription.batch import batch_wait
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,6 +12,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from moto.server import ThreadedMotoServer
 
+from sessions.audio import wav_bytes
 from sessions.models import ConsultationSession
 from sessions.s3_storage import clear_kms_cache
 from sessions.storage import storage_delete_prefix
@@ -26,7 +27,6 @@ from tests.transcription.helpers import (
     pcm,
     receive_until,
 )
-from transcription.audio import wav_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,10 +14,10 @@ import wave
 import pytest
 from playwright.sync_api import expect
 
+from sessions.audio import wav_header
 from sessions.models import ConsultationSession, TranscriptSegment
 from tests.browser.conftest import FAKE_MIC_WAV, screenshot, session_cookie_for, set_browser_password
 from tests.servers import requires_shared_database
-from transcription.audio import wav_header
 
 pytestmark = [pytest.mark.browser, requires_shared_database()]
 

@@ -29,8 +29,8 @@ from sessions.models import ConsultationSession, TranscriptSegment
 from tests.servers import current_database_url, free_port, requires_shared_database
 from tests.transcription.helpers import pcm
 from transcription.client import Api, Printer, Producer, UnackedAudio, capture, wav_sha256
-from transcription.groups import live_state_key
-from transcription.persistence import db_async
+from transcription.live_state import live_state_key
+from voiceai.db import db_async
 
 pytestmark = [pytest.mark.slow, requires_shared_database()]
 

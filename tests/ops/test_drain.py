@@ -6,8 +6,8 @@ test_runtime.py."""
 import json
 
 from tests.transcription.helpers import communicator, expect_close, make_session, token_for
-from transcription.persistence import db_async
 from voiceai import drain
+from voiceai.db import db_async
 
 adb = db_async
 

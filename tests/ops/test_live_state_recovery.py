@@ -8,8 +8,7 @@ import uuid
 
 import pytest
 
-from transcription.groups import live_state_key
-from transcription.live_state import RedisLiveStore
+from transcription.live_state import RedisLiveStore, live_state_key
 
 pytestmark = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs Redis (REDIS_URL)")
 

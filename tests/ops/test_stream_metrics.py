@@ -7,13 +7,15 @@ import asyncio
 
 from prometheus_client import REGISTRY
 
+from sessions import audio_store
 from tests.transcription.helpers import FRAME, communicator, expect_close, make_session, pcm, receive_until, token_for
-from transcription import audio_parts, stream_metrics
-from transcription.engine_quota import LeasedStream, LocalEngineQuota, QuotaOpener, limits_from_settings
+from transcription import stream_metrics
+from transcription.engine_leases import LeasedStream, QuotaOpener
+from transcription.engine_quota import LocalEngineQuota, limits_from_settings
 from transcription.engines.base import TranscriptEvent
 from transcription.engines.fake import FakeEngine
-from transcription.persistence import db_async
 from transcription.stream_seams import ACTIVE_STREAMS
+from voiceai.db import db_async
 
 adb = db_async
 
@@ -60,7 +62,7 @@ async def test_it_counts_storage_errors_and_shows_the_ack_lag_when_storage_fails
     def broken(*args, **kwargs):
         raise OSError("disk gone")
 
-    monkeypatch.setattr(audio_parts, "part_write", broken)
+    monkeypatch.setattr(audio_store, "part_write", broken)
     await comm.send_to(bytes_data=pcm(FRAME, seed=1))
     lags = []
     for _ in range(20):

@@ -12,11 +12,11 @@ from clinics.access import system_principal
 from clinics.audit import AuditAction, audit_record
 from clinics.models import AuditEvent
 from sessions import storage_keys
+from sessions.audio_store import part_write
 from sessions.lifecycle import sessions_reap_abandoned
 from sessions.models import ConsultationSession, SessionStatus
 from tests.transcription.helpers import pcm
 from transcription import live_state
-from transcription.audio_parts import part_write
 
 
 def _live(clinic, *, hours_ago: float = 0, source: str = "stream") -> ConsultationSession:

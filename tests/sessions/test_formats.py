@@ -38,7 +38,7 @@ def test_it_renders_plain_text_one_line_per_segment():
 
 
 def test_it_keeps_times_speaker_and_confidence_in_json():
-    data = formats.transcript_as_dict([Seg("a", 5, 9, "こんにちは", "pt", 0.5)], session_id="s", language="ja-JP")
+    data = formats.transcript_document([Seg("a", 5, 9, "こんにちは", "pt", 0.5)], session_id="s", language="ja-JP")
     assert data == {
         "session_id": "s",
         "language": "ja-JP",

@@ -11,8 +11,8 @@ from channels.testing import WebsocketCommunicator
 from clinics.access import Principal
 from sessions.models import ConsultationSession
 from sessions.tokens import stream_token_issue
-from transcription.persistence import db_async
 from transcription.routing import WebSocketOriginGuard, websocket_urlpatterns
+from voiceai.db import db_async
 
 RATE = 16000
 FRAME = 3200  # 100 ms at 16 kHz

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 from django.core.files.storage import FileSystemStorage
 
+from sessions.audio_store import Part, part_write, parts_chain, parts_list, parts_scan, pcm_iter
 from sessions.storage_keys import audio_part_range
 from tests.transcription.helpers import pcm
-from transcription.audio_parts import Part, part_write, parts_chain, parts_list, parts_scan, pcm_iter
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from sessions.audio import wav_bytes
 from sessions.models import ConsultationSession, TranscriptSegment
 from tests.servers import REPO_ROOT, base_env, requires_shared_database, start_server
-from transcription.audio import wav_bytes
 from transcription.client import wav_sha256
 
 pytestmark = [pytest.mark.slow, requires_shared_database()]

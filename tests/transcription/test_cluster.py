@@ -11,11 +11,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from sessions.audio import wav_bytes
 from sessions.models import ConsultationSession, TranscriptSegment
 from tests.servers import requires_shared_database
 from tests.transcription.helpers import FRAME, make_session, pcm, token_for
-from transcription.audio import wav_bytes
-from transcription.persistence import db_async
+from voiceai.db import db_async
 
 pytestmark = [
     pytest.mark.slow,

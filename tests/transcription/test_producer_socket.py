@@ -4,6 +4,7 @@ import pytest
 from django.core.files.storage import default_storage
 
 from clinics.models import AuditEvent
+from sessions.audio import wav_bytes
 from sessions.models import SessionStatus, TranscriptSegment
 from tests.transcription.helpers import (
     FRAME,
@@ -15,7 +16,6 @@ from tests.transcription.helpers import (
     pcm,
     receive_until,
 )
-from transcription.audio import wav_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -249,7 +249,7 @@ async def test_it_drains_on_shutdown_with_1012_after_storing_what_arrived(princi
 
 
 async def test_it_seals_a_session_ended_over_rest_without_a_producer(principal_clinician_a, session_a):
-    from transcription.persistence import session_seal
+    from sessions.services import session_seal
 
     audio = pcm(FRAME * 12, seed=7)
     comm = await _connect(session_a, principal_clinician_a)

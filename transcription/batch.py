@@ -2,8 +2,8 @@
 transcribed in the background by the configured engine.
 
 ``batch_create`` validates the upload (size, RIFF/WAVE, PCM16 mono,
-8-48 kHz), creates the session through ``session_create``, stores the audio
-as the session's ``audio.wav`` and starts the job. The job runs *in this
+8-48 kHz), creates the session and stores the audio as its ``audio.wav``
+(``sessions.services.batch_session_create``) and starts the job. The job runs *in this
 process* on a daemon thread with its own event loop (at most
 ``MAX_RUNNING_JOBS`` at once; more wait for a free thread): good enough for
 the supplementary path, but a job dies with its process and is not resumed
@@ -14,30 +14,37 @@ quota-bound engines (AWS) go through the engine quota queue and the
 resilient wrapper, paced at real time because Transcribe Streaming expects a
 live source; other engines get the audio as fast as they take it.
 ``session.progress`` (percent) follows the audio sent; the finals are
-stored like live finals, so the transcript is read the usual way.
+stored like live finals, so the transcript is read the usual way. Every
+session write is a ``sessions.services`` call; this module runs the engine.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.db import connections, transaction
-from django.utils import timezone
 
 from clinics.access import Principal, access_session
-from clinics.audit import AuditAction, audit_record
-from sessions import storage_keys
-from sessions.failure import session_fail
-from sessions.models import ConsultationSession, SessionStatus, TranscriptSegment
-from sessions.services import quota_ensure_available, session_create
+from sessions.audio import wav_bytes
+from sessions.models import ConsultationSession
+from sessions.services import (
+    batch_finish,
+    batch_progress_save,
+    batch_session_create,
+    quota_ensure_available,
+    session_fail,
+)
+from transcription import engine_quota
+from transcription.engine_leases import QuotaOpener
+from transcription.engines import get_engine
+from transcription.engines.base import EngineError, StreamConfig
+from transcription.resilient import open_resilient
+from voiceai.db import db_async
 from voiceai.errors import DomainError, InvalidInput
 from voiceai.logging import get_logger
 
@@ -118,36 +125,14 @@ def batch_create(
     # Before reading and parsing up to BATCH_UPLOAD_MAX_BYTES; session_create checks again.
     quota_ensure_available(clinic=principal.clinic)
     audio = wav_parse(upload.read(settings.BATCH_UPLOAD_MAX_BYTES + 1))
-    from transcription.audio import wav_bytes
-
     with transaction.atomic():
-        session = session_create(
-            principal=principal, external_ref=external_ref, language=language, sample_rate=audio.sample_rate
-        )
-        wav = wav_bytes(audio.pcm, audio.sample_rate)
-        key = storage_keys.audio_wav_key(session)
-        # Written inside the transaction: if storage fails, no session is left
-        # pointing at missing audio (S3 is not rolled back, but nothing refers to it).
-        default_storage.save(key, ContentFile(wav))
-        session.source = "batch"
-        session.status = SessionStatus.LIVE
-        session.started_at = timezone.now()
-        session.storage_key = key
-        session.audio_bytes = len(audio.pcm)
-        session.audio_duration_ms = len(audio.pcm) * 1000 // (audio.sample_rate * 2)
-        session.audio_sha256 = hashlib.sha256(wav).hexdigest()
-        session.save(
-            update_fields=[
-                "source", "status", "started_at", "storage_key", "audio_bytes", "audio_duration_ms", "audio_sha256",
-            ]
-        )  # fmt: skip
-        audit_record(
-            clinic=principal.clinic,
-            action=AuditAction.AUDIO_WRITE,
-            object_type="session",
-            object_id=session.pk,
-            actor=principal,
-            details={"source": "batch", "audio_bytes": session.audio_bytes},
+        session = batch_session_create(
+            principal=principal,
+            pcm=audio.pcm,
+            sample_rate=audio.sample_rate,
+            wav=wav_bytes(audio.pcm, audio.sample_rate),
+            language=language,
+            external_ref=external_ref,
         )
         transaction.on_commit(lambda: batch_start(principal=principal, session_id=session.pk, pcm=audio.pcm))
     log.info("batch_created", session_id=str(session.pk), audio_ms=session.audio_duration_ms)
@@ -186,27 +171,8 @@ def _run_job(*, principal: Principal, session_id: Any, pcm: bytes) -> None:
         _threads.discard(threading.current_thread())
 
 
-async def _db(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """ORM work from the job's event loop: on a worker thread, whose
-    connection is closed afterwards (threads of the default executor live on)."""
-
-    def call() -> Any:
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            connections.close_all()
-
-    return await asyncio.to_thread(call)
-
-
 async def _transcribe(*, principal: Principal, session_id: Any, pcm: bytes) -> None:
-    from transcription.engine_leases import QuotaOpener
-    from transcription.engine_quota import get_engine_quota
-    from transcription.engines import get_engine
-    from transcription.engines.base import EngineError, StreamConfig
-    from transcription.resilient import open_resilient
-
-    session = await _db(access_session, principal, session_id)
+    session = await db_async(access_session)(principal, session_id)
     engine = get_engine(session.engine or None)
     config = StreamConfig(
         session_id=str(session.pk),
@@ -220,7 +186,10 @@ async def _transcribe(*, principal: Principal, session_id: Any, pcm: bytes) -> N
         # One below the clinic's live sessions: a waiting consultation goes
         # before a batch job of the same clinic (aging still moves it up).
         opener = QuotaOpener(
-            engine, get_engine_quota(), clinic_id=str(session.clinic_id), priority=principal.clinic.priority - 1
+            engine,
+            engine_quota.get_engine_quota(),
+            clinic_id=str(session.clinic_id),
+            priority=principal.clinic.priority - 1,
         )
         stream = open_resilient(engine, config, opener=opener)
     else:
@@ -245,70 +214,15 @@ async def _transcribe(*, principal: Principal, session_id: Any, pcm: bytes) -> N
             progress = min(99, (offset + chunk) * 100 // len(pcm))
             if progress >= reported + 5 or (index % 50 == 0 and progress > reported):
                 reported = progress
-                await _db(_progress_save, session_id=session.pk, progress=progress)
+                await db_async(batch_progress_save)(session_id=session.pk, progress=progress)
             if reader.done():
                 break  # the engine failed; collect() holds the error
         await stream.end()
         await reader
     except EngineError as exc:
-        await _db(session_fail, principal=principal, session_id=session.pk, reason=exc.code)
+        await db_async(session_fail)(principal=principal, session_id=session.pk, reason=exc.code)
         log.warning("batch_engine_failed", session_id=str(session.pk), code=exc.code)
         return
     finally:
         await stream.aclose()
-    await _db(_finish, principal=principal, session_id=session.pk, finals=list(finals.values()))
-
-
-def transcript_json_write(session: ConsultationSession, rows: list[TranscriptSegment]) -> None:
-    """The same ``transcript.json`` a sealed live session gets (also used
-    when late finals of a live session arrive after it was sealed)."""
-    import json
-
-    from transcription.audio_parts import json_write
-
-    transcript = {
-        "session_id": str(session.pk),
-        "language": session.language,
-        "sample_rate": session.sample_rate,
-        "audio_ms": session.audio_duration_ms,
-        "audio_sha256": session.audio_sha256,
-        "segments": [
-            {"segment_id": r.segment_id, "start_ms": r.start_ms, "end_ms": r.end_ms, "text": r.text,
-             "speaker": r.speaker, "confidence": r.confidence}
-            for r in rows
-        ],
-    }  # fmt: skip
-    json_write(storage_keys.transcript_json_key(session), json.dumps(transcript, ensure_ascii=False).encode())
-
-
-def _progress_save(*, session_id: Any, progress: int) -> None:
-    ConsultationSession.objects.filter(pk=session_id, status=SessionStatus.LIVE).update(progress=progress)
-
-
-@transaction.atomic
-def _finish(*, principal: Principal, session_id: Any, finals: list) -> None:
-    session = access_session(principal, session_id, for_update=True)
-    rows = [
-        TranscriptSegment(
-            clinic=principal.clinic, session=session, segment_id=f.segment_id[:100], revision=f.revision,
-            start_ms=max(0, f.start_ms), end_ms=max(0, f.end_ms), text=f.text, speaker=f.speaker[:32],
-            confidence=f.confidence, is_final=True,
-        )
-        for f in sorted(finals, key=lambda f: (f.start_ms, f.end_ms))
-    ]  # fmt: skip
-    TranscriptSegment.objects.bulk_create(rows, ignore_conflicts=True)
-    transcript_json_write(session, rows)
-    if session.status == SessionStatus.LIVE:
-        session.status = SessionStatus.ENDED
-        session.ended_at = timezone.now()
-    session.progress = 100
-    session.save(update_fields=["status", "ended_at", "progress"])
-    audit_record(
-        clinic=principal.clinic,
-        action=AuditAction.TRANSCRIPT_WRITE,
-        object_type="session",
-        object_id=session.pk,
-        actor=principal,
-        details={"source": "batch", "segments": len(rows)},
-    )
-    log.info("batch_finished", session_id=str(session.pk), segments=len(rows))
+    await db_async(batch_finish)(principal=principal, session_id=session.pk, finals=list(finals.values()))

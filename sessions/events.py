@@ -1,16 +1,16 @@
-"""Channel-layer group names and the few events sent through them.
+"""Names of a session's events on the channel layer, owned here so the
+services that publish them and the sockets that listen agree.
 
 Only transcript and control events travel through the channel layer, never
 raw audio: channels-redis buffers a bounded number of messages per channel
 and expires them.
 """
 
+# Published after a session was ended (REST, admin, console, reaper) or
+# sealed by its producer: every socket of the session closes.
+SESSION_ENDED = "session.ended"
+
 
 def session_group(clinic_id: object, session_id: object) -> str:
     # Group names allow letters, digits, hyphens, underscores and periods.
     return f"clinic.{clinic_id}.session.{session_id}"
-
-
-def live_state_key(clinic_id: object, session_id: object) -> str:
-    """Redis key of a session's live state (the design's key layout)."""
-    return f"clinic:{clinic_id}:session:{session_id}"

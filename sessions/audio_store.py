@@ -1,5 +1,7 @@
-"""The session's audio in storage while it streams: parts named by byte
-range (``sessions.storage_keys``), read back as one contiguous PCM stream.
+"""The session's audio store: parts while it streams, the sealed WAV and
+the ``transcript.json`` beside it (keys in ``sessions.storage_keys``).
+
+Parts are named by byte range and read back as one contiguous PCM stream.
 
 Storage is authoritative for resume: the durable offset is where the chain
 of parts starting at byte 0 ends. Parts may overlap (two owners around a
@@ -13,8 +15,9 @@ These functions do blocking I/O: call them in a worker thread.
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from django.core.files import File
@@ -22,7 +25,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, Storage, default_storage
 
 from sessions import storage_keys
-from transcription.audio import wav_header
+from sessions.audio import wav_header
+from sessions.formats import SegmentLike, transcript_document
 
 # Parts whose size is checked against their name on a scan. Writes are
 # serial per owner, so only the newest parts can be cut short by a crash.
@@ -152,11 +156,33 @@ def wav_write(session, *, index: PartsIndex, sample_rate: int, storage: Storage 
     return saved, digest.hexdigest()
 
 
-def json_write(key: str, payload: bytes, *, storage: Storage | None = None) -> str:
+def wav_store(session, wav: bytes, *, storage: Storage | None = None) -> str:
+    """Store a whole WAV (a batch upload) as the session's audio; returns its key."""
+    return _storage(storage).save(storage_keys.audio_wav_key(session), ContentFile(wav))
+
+
+def transcript_json_write(
+    session,
+    segments: Iterable[SegmentLike],
+    *,
+    audio_ms: int,
+    sha256: str,
+    storage: Storage | None = None,
+) -> str:
+    """(Re)write the session's ``transcript.json`` beside its WAV."""
     storage = _storage(storage)
+    document = transcript_document(
+        segments,
+        session_id=session.pk,
+        language=session.language,
+        sample_rate=session.sample_rate,
+        audio_ms=audio_ms,
+        audio_sha256=sha256,
+    )
+    key = storage_keys.transcript_json_key(session)
     if storage.exists(key):
         storage.delete(key)
-    return storage.save(key, ContentFile(payload))
+    return storage.save(key, ContentFile(json.dumps(document, ensure_ascii=False).encode()))
 
 
 def parts_delete(index_or_parts: list[Part], *, storage: Storage | None = None) -> int:

@@ -1,0 +1,25 @@
+"""Whether a producer (recording connection) holds a session right now.
+
+The answer lives in the realtime layer's live state (``transcription``), which
+``sessions`` must not import: ``transcription`` registers its check here when
+its app is ready. Erasure and the abandoned-session reaper ask it.
+"""
+
+from collections.abc import Callable
+
+ProducerCheck = Callable[..., bool]
+
+_check: ProducerCheck | None = None
+
+
+def producer_check_register(check: ProducerCheck) -> None:
+    global _check
+    _check = check
+
+
+def producer_attached(*, clinic_id: object, session_id: object) -> bool:
+    """Raises when the state can't be read (Redis down, or no realtime layer
+    installed): the caller must never read "unknown" as "nobody"."""
+    if _check is None:
+        raise RuntimeError("no live-state check registered (is the transcription app installed?)")
+    return _check(clinic_id=clinic_id, session_id=session_id)
