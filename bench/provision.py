@@ -82,8 +82,8 @@ class BenchSession:
 def sessions_with_tokens(bc: BenchClinic, n: int, *, viewer_tokens: bool) -> list[BenchSession]:
     """``n`` new sessions, each with a producer token (and a viewer token:
     tokens are single-use)."""
+    from clinics.principals import stream_token_issue
     from sessions.services import session_create
-    from sessions.tokens import stream_token_issue
 
     out = []
     for _ in range(n):

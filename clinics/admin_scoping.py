@@ -28,11 +28,11 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from clinics import access
 from clinics.access import Principal
-from clinics.models import Clinic, Role
+from clinics.models import Clinic
+from clinics.principals import admin_principals_of
 from clinics.services import PlatformActor
-from voiceai.errors import DomainError
+from voiceai.client_ip import client_ip
 
 _CACHE_ATTR = "_voiceai_admin_principals"
 
@@ -43,10 +43,6 @@ def is_platform_staff(user: Any) -> bool:
     return bool(user and user.is_active and user.is_superuser)
 
 
-def _client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
-
-
 def admin_principals(request: HttpRequest) -> list[Principal]:
     """The clinic-admin principals of the signed-in user, one per clinic they
     administer (active clinics only). Empty for platform staff and for users
@@ -54,24 +50,9 @@ def admin_principals(request: HttpRequest) -> list[Principal]:
     cached = getattr(request, _CACHE_ATTR, None)
     if cached is not None:
         return cached
-    user = request.user
-    principals: list[Principal] = []
-    if user.is_authenticated and user.is_active and user.is_staff and not user.is_superuser:
-        for membership in access.memberships_of(user):
-            if membership.role != Role.ADMIN:
-                continue
-            try:
-                principals.append(
-                    access.principal_for_user(
-                        user,
-                        clinic_id=membership.clinic_id,
-                        client_ip=_client_ip(request),
-                        request_id=getattr(request, "request_id", ""),
-                    )
-                )
-            except DomainError:
-                # Suspended clinic: its admins lose admin access with it.
-                continue
+    principals = admin_principals_of(
+        request.user, client_ip=client_ip(request), request_id=getattr(request, "request_id", "")
+    )
     setattr(request, _CACHE_ATTR, principals)
     return principals
 
@@ -89,7 +70,7 @@ def actor_for(request: HttpRequest, clinic: Clinic) -> Principal | PlatformActor
             return principal
     if is_platform_staff(request.user):
         return PlatformActor(
-            user=request.user, client_ip=_client_ip(request), request_id=getattr(request, "request_id", "")
+            user=request.user, client_ip=client_ip(request), request_id=getattr(request, "request_id", "")
         )
     raise PermissionDenied
 

@@ -23,6 +23,7 @@ from django.utils import timezone
 from clinics.access import Principal, access_session, ensure_clinic_active, require_admin, segments_visible_to
 from clinics.audit import AuditAction, audit_record
 from clinics.models import Clinic, Language
+from clinics.principals import IssuedToken, stream_token_issue
 from sessions import audio_store, storage_keys
 from sessions.audio import pcm_ms
 from sessions.events import SESSION_ENDED, session_group
@@ -30,8 +31,7 @@ from sessions.live import producer_attached
 from sessions.models import OPEN_STATUSES, ConsultationSession, SessionStatus, TranscriptSegment
 from sessions.selectors import clinic_usage, transcript_finals
 from sessions.storage import storage_delete_prefix
-from sessions.tokens import IssuedToken, stream_token_issue
-from voiceai.errors import Conflict, DomainError, InvalidInput, NotFound, QuotaExceeded
+from voiceai.errors import Conflict, InvalidInput, NotFound, QuotaExceeded, Unavailable
 from voiceai.logging import get_logger
 
 log = get_logger(__name__)
@@ -41,14 +41,12 @@ SAMPLE_RATE_MAX = 48000
 EXTERNAL_REF_MAX = 128
 
 
-class LiveStateUnavailable(DomainError):
-    status = 503
+class LiveStateUnavailable(Unavailable):
     code = "live_state_unavailable"
     default_message = "Could not check for a live recording; the session was not erased. Try again."
 
 
-class StorageUnavailable(DomainError):
-    status = 503
+class StorageUnavailable(Unavailable):
     code = "storage_unavailable"
     default_message = "Storage is unavailable; the session was not erased. Try again."
 

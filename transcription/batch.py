@@ -45,7 +45,7 @@ from transcription.engines import get_engine
 from transcription.engines.base import EngineError, StreamConfig
 from transcription.resilient import open_resilient
 from voiceai.db import db_async
-from voiceai.errors import DomainError, InvalidInput
+from voiceai.errors import Close, DomainError, InvalidInput
 from voiceai.logging import get_logger
 
 log = get_logger(__name__)
@@ -60,6 +60,7 @@ _threads: set[threading.Thread] = set()
 
 class UploadTooLarge(DomainError):
     status = 413
+    close_code = Close.PROTOCOL
     code = "upload_too_large"
     default_message = "The upload is larger than BATCH_UPLOAD_MAX_BYTES."
 

@@ -22,15 +22,15 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from sessions.models import CLOSED_STATUSES
-from sessions.tokens import InvalidStreamToken
-from transcription import persistence
 from transcription.live_state import get_live_store
+from transcription.socket_auth import StreamAuth, authorize
 from transcription.stream import ProducerStream, new_owner_id
 from transcription.viewer import ViewerStream
 from transcription.wire import Close, StreamError, WsSocket
 from voiceai import drain
+from voiceai.client_ip import client_ip
 from voiceai.db import db_async
-from voiceai.errors import DomainError, NotFound
+from voiceai.errors import DomainError
 from voiceai.logging import get_logger
 from voiceai.metrics import WS_CONNECTIONS
 
@@ -69,32 +69,20 @@ def _cookie(scope, name: str) -> str | None:
     return None
 
 
-def _client_ip(scope) -> str | None:
-    client = scope.get("client")
-    return client[0] if client else None
-
-
-async def _authorize(scope, ws: WsSocket) -> persistence.StreamAuth | None:
-    """Auth and tenant check; on failure sends Error + close and returns None."""
+async def _authorize(scope) -> StreamAuth:
+    """Auth and tenant check, once per connection. Raises InvalidStreamToken
+    (4401), NotFound (4404, also for other clinics), ClinicSuspended (4403)."""
     query = _query(scope)
     session_id = str(scope.get("url_route", {}).get("kwargs", {}).get("session_id", ""))
     # The cookie counts only when the Origin was checked (routing.py): a page
     # on another site must not ride on the clinician's login.
     web_session_key = _cookie(scope, settings.SESSION_COOKIE_NAME) if scope.get("ws_origin_trusted") else None
-    try:
-        return await db_async(persistence.authorize)(
-            token=query.get("token"),
-            web_session_key=web_session_key,
-            session_id=session_id,
-            client_ip=_client_ip(scope),
-        )
-    except InvalidStreamToken as exc:
-        await ws.fail(StreamError(Close.UNAUTHORIZED, exc.code, exc.message))
-    except NotFound:
-        await ws.fail(StreamError(Close.NOT_FOUND, "not_found", "Session not found."))
-    except DomainError as exc:  # suspended clinic and other refusals
-        await ws.fail(StreamError(Close.FORBIDDEN, exc.code, exc.message))
-    return None
+    return await db_async(authorize)(
+        token=query.get("token"),
+        web_session_key=web_session_key,
+        session_id=session_id,
+        client_ip=client_ip(scope),
+    )
 
 
 class _RawWebSocketApp:
@@ -127,6 +115,8 @@ class _RawWebSocketApp:
             await self.handle(scope, receive, ws)
         except StreamError as exc:
             await ws.fail(exc)
+        except DomainError as exc:  # the error map: each declares its close code
+            await ws.fail(StreamError.from_domain(exc))
         except Exception:
             log.exception("websocket_failed", path=scope.get("path", ""))
             await ws.fail(StreamError(Close.INTERNAL, "internal_error", "Internal error.", retryable=True))
@@ -158,9 +148,7 @@ class ProducerConsumer(_RawWebSocketApp):
     async def handle(self, scope, receive, ws: WsSocket) -> None:
         # Checked before the token is consumed: a client bug costs no token.
         finals_received = _finals_received(_query(scope))
-        auth = await _authorize(scope, ws)
-        if auth is None:
-            return
+        auth = await _authorize(scope)
         structlog.contextvars.bind_contextvars(clinic_id=str(auth.session.clinic_id))
         if auth.session.status in CLOSED_STATUSES:
             raise StreamError(Close.CONFLICT, "session_ended", "The session has ended.")
@@ -185,8 +173,6 @@ class ViewerConsumer(_RawWebSocketApp):
     kind = "viewer"
 
     async def handle(self, scope, receive, ws: WsSocket) -> None:
-        auth = await _authorize(scope, ws)
-        if auth is None:
-            return
+        auth = await _authorize(scope)
         structlog.contextvars.bind_contextvars(clinic_id=str(auth.session.clinic_id))
         await ViewerStream(ws=ws, auth=auth, layer=get_channel_layer(), live=get_live_store()).run(receive)

@@ -35,10 +35,11 @@ from django.conf import settings
 from sessions import audio_store
 from sessions.audio import bytes_per_ms, ms_to_bytes
 from sessions.events import session_group
-from sessions.services import SessionEnded, finals_store, stream_start
-from transcription import persistence, stream_metrics
+from sessions.services import finals_store, stream_start
+from transcription import stream_metrics
 from transcription.engines.base import EngineStream, TranscriptEvent
 from transcription.live_state import LiveStore
+from transcription.socket_auth import StreamAuth
 from transcription.stream_endings import StreamEndings
 from transcription.stream_engine import MAX_ENGINE_RESTARTS, MAX_REPLAY_MS, StreamEngine  # noqa: F401 - re-exported
 from transcription.stream_seams import (  # noqa: F401 - re-exported for integrations
@@ -52,7 +53,6 @@ from transcription.stream_seams import (  # noqa: F401 - re-exported for integra
 )
 from transcription.wire import PROTOCOL_VERSION, Close, StreamError, WsSocket, parse_control, segment_payload
 from voiceai.db import db_async
-from voiceai.errors import QuotaExceeded
 from voiceai.logging import get_logger
 
 log = get_logger(__name__)
@@ -80,7 +80,7 @@ class ProducerStream(StreamEngine, StreamEndings):
         self,
         *,
         ws: WsSocket,
-        auth: persistence.StreamAuth,
+        auth: StreamAuth,
         live: LiveStore,
         layer,
         owner: str,
@@ -182,18 +182,15 @@ class ProducerStream(StreamEngine, StreamEndings):
                 )
             index = await _run_in_thread(audio_store.parts_scan)(self.session)
             self.resume_from_byte = self.durable = self.received = self._acked_at_received = index.durable_bytes
-            try:
-                started = await _db(stream_start)(
-                    principal=self.principal,
-                    session_id=session_id,
-                    resume_from_byte=self.durable,
-                    takeover=bool(claim.previous_owner),
-                    finals_received=self.finals_received,
-                )
-            except SessionEnded:
-                raise StreamError(Close.CONFLICT, "session_ended", "The session has ended.") from None
-            except QuotaExceeded as exc:
-                raise StreamError(Close.QUOTA, exc.code, exc.message) from None
+            # SessionEnded (4409) and QuotaExceeded (4429) close the socket
+            # through the error map (voiceai.errors).
+            started = await _db(stream_start)(
+                principal=self.principal,
+                session_id=session_id,
+                resume_from_byte=self.durable,
+                takeover=bool(claim.previous_owner),
+                finals_received=self.finals_received,
+            )
             self._stored_ids = started.stored_final_ids
             self._segments = started.segments
             self._last_final_end_ms = started.last_final_end_ms

@@ -10,8 +10,8 @@ import contextlib
 from sessions.events import SESSION_ENDED, session_group
 from sessions.models import CLOSED_STATUSES
 from sessions.services import viewer_start
-from transcription import persistence
 from transcription.live_state import LiveStore
+from transcription.socket_auth import StreamAuth
 from transcription.stream_seams import STATS, live_group, new_owner_id
 from transcription.wire import PROTOCOL_VERSION, Close, StreamError, WsSocket, parse_control, segment_payload
 from voiceai.db import db_async
@@ -21,7 +21,7 @@ log = get_logger(__name__)
 
 
 class ViewerStream:
-    def __init__(self, *, ws: WsSocket, auth: persistence.StreamAuth, layer, live: LiveStore) -> None:
+    def __init__(self, *, ws: WsSocket, auth: StreamAuth, layer, live: LiveStore) -> None:
         self.ws = ws
         self.auth = auth
         self.session = auth.session

@@ -13,6 +13,7 @@ import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
+from voiceai.errors import Close, DomainError
 from voiceai.metrics import WS_CLOSES
 
 if TYPE_CHECKING:
@@ -24,19 +25,6 @@ CONTROL_TYPES = frozenset({"KeepAlive", "Finalize", "CloseStream"})
 MAX_TEXT_BYTES = 4096
 
 
-class Close:
-    NORMAL = 1000
-    GOING_AWAY = 1012  # server restarting: reconnect (resume) elsewhere
-    INTERNAL = 1011
-    PROTOCOL = 4400
-    UNAUTHORIZED = 4401
-    FORBIDDEN = 4403
-    NOT_FOUND = 4404
-    IDLE = 4408
-    CONFLICT = 4409
-    QUOTA = 4429
-
-
 class StreamError(Exception):
     """Ends a connection: an Error message with ``code``, then ``close_code``."""
 
@@ -46,6 +34,11 @@ class StreamError(Exception):
         self.code = code
         self.message = message
         self.retryable = retryable
+
+    @classmethod
+    def from_domain(cls, exc: DomainError) -> StreamError:
+        """The error map's socket side: the close code the domain error declares."""
+        return cls(exc.close_code, exc.code, exc.message, retryable=exc.retryable)
 
 
 def _dumps(payload: dict[str, Any]) -> str:

@@ -75,7 +75,11 @@ def build(host: str, port: int, *, drain_seconds: float | None = None) -> Draini
         lifespan="off",  # Django's ASGI app has no lifespan protocol
         access_log=False,
         log_config=None,
-        proxy_headers=True,  # client IPs from X-Forwarded-For of FORWARDED_ALLOW_IPS (default 127.0.0.1)
+        # The peer address is passed on as connected: voiceai.client_ip alone
+        # reads X-Forwarded-For (its last hop, behind BEHIND_TLS_PROXY). With
+        # proxy_headers and FORWARDED_ALLOW_IPS="*" uvicorn would take the
+        # first, client-chosen entry instead.
+        proxy_headers=False,
         timeout_graceful_shutdown=AFTER_DRAIN_GRACE_SECONDS,
     )
     return DrainingServer(config, drain_seconds=settings.DRAIN_SECONDS if drain_seconds is None else drain_seconds)

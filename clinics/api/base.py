@@ -8,8 +8,6 @@ base refuses subclasses that would skip the resolution or declare a static
 queryset (which would bypass the tenant filter).
 """
 
-import ipaddress
-import uuid
 from typing import Any
 
 from django.conf import settings
@@ -22,10 +20,12 @@ from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from clinics.access import Principal, principal_for_api_key, principal_for_user
+from clinics.access import Principal
 from clinics.models import ApiKey
+from clinics.principals import principal_for_caller
 from clinics.services import PlatformActor
-from voiceai.errors import DomainError, Forbidden, InvalidInput, NotFound
+from voiceai.client_ip import client_ip
+from voiceai.errors import Close, DomainError, Forbidden, InvalidInput, NotFound
 
 CLINIC_HEADER = "X-Clinic-Id"
 SESSION_CLINIC_KEY = "clinic_id"
@@ -37,6 +37,7 @@ _SEALED = ("dispatch", "initial", "perform_authentication", "resolve_principal",
 
 class RequestTooLarge(DomainError):
     status = 413
+    close_code = Close.PROTOCOL
     code = "request_too_large"
     default_message = "The request body is too large."
 
@@ -120,28 +121,13 @@ class ApiView(GenericAPIView):
         return super().handle_exception(exc)
 
 
-def client_ip(request: HttpRequest | Request) -> str | None:
-    """The caller's address. Behind the TLS proxy (ALB) the last
-    X-Forwarded-For entry is the one the proxy itself saw; earlier entries
-    are client-controlled."""
-    meta = request.META
-    candidate = meta.get("REMOTE_ADDR", "")
-    if settings.SECURE_PROXY_SSL_HEADER:
-        forwarded = [p.strip() for p in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if p.strip()]
-        if forwarded:
-            candidate = forwarded[-1]
-    try:
-        return str(ipaddress.ip_address(candidate))
-    except ValueError:
-        return None
-
-
 def request_id(request: HttpRequest | Request) -> str:
     return getattr(request, "request_id", "") or ""
 
 
 def principal_from_request(request: Request) -> Principal:
-    """The acting principal for an authenticated DRF request.
+    """The acting principal for an authenticated DRF request (the principal
+    core decides; this reads the request's parts).
 
     Raises NotAuthenticated without credentials, ClinicSuspended (403) for a
     suspended clinic, NotFound for a clinic the user does not belong to.
@@ -149,31 +135,18 @@ def principal_from_request(request: Request) -> Principal:
     ip, rid = client_ip(request), request_id(request)
     wanted_clinic = request.headers.get(CLINIC_HEADER, "").strip()
     if isinstance(request.auth, ApiKey):
-        key = request.auth
-        # A key belongs to one clinic; naming another one finds nothing.
-        if wanted_clinic and _as_uuid(wanted_clinic) != key.clinic_id:
-            raise NotFound("Clinic not found.")
-        return principal_for_api_key(key, client_ip=ip, request_id=rid)
+        return principal_for_caller(api_key=request.auth, wanted_clinic=wanted_clinic, client_ip=ip, request_id=rid)
     user = request.user
     if user is None or not getattr(user, "is_authenticated", False) or getattr(user, "pk", None) is None:
         raise exceptions.NotAuthenticated()
-    if wanted_clinic:
-        return principal_for_user(user, clinic_id=wanted_clinic, client_ip=ip, request_id=rid)
     session = getattr(request._request, "session", None)
-    remembered = session.get(SESSION_CLINIC_KEY) if session is not None else None
-    if remembered:
-        try:
-            return principal_for_user(user, clinic_id=remembered, client_ip=ip, request_id=rid)
-        except NotFound:
-            pass  # membership ended since it was picked: fall back to the user's first clinic
-    return principal_for_user(user, client_ip=ip, request_id=rid)
-
-
-def _as_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
+    return principal_for_caller(
+        user=user,
+        wanted_clinic=wanted_clinic,
+        remembered_clinic=session.get(SESSION_CLINIC_KEY) if session is not None else None,
+        client_ip=ip,
+        request_id=rid,
+    )
 
 
 class ClinicScopedAPIView(ApiView):

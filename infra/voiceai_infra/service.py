@@ -139,10 +139,11 @@ class WebService(Construct):
             "CLOUDWATCH_METRICS_SERVICE": self.metrics_service,
             # The app's drain must finish before ECS's SIGKILL.
             "DRAIN_SECONDS": str(max(1, config.stop_timeout_seconds - 15)),
-            # Tasks sit in private subnets reachable only from the ALB (security
-            # group), so its X-Forwarded-For is trusted: audit rows get the
-            # clinician's address, not the ALB's.
-            "FORWARDED_ALLOW_IPS": "*",
+            # No FORWARDED_ALLOW_IPS: tasks sit in private subnets reachable
+            # only from the ALB, and BEHIND_TLS_PROXY makes the app take the
+            # last X-Forwarded-For hop (the address the ALB saw) for audit rows
+            # (voiceai/client_ip.py). uvicorn trusting "*" would take the first,
+            # client-chosen entry.
         }
         task_def.add_container(
             "app",

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from clinics.access import access_session
 from clinics.api.base import ClinicScopedAPIView, IgnoreFormatNegotiation, validated_data
 from clinics.api.schema import error_response
+from clinics.principals import IssuedToken
 from sessions import formats, storage_keys
 from sessions.api.ranges import RangeNotSatisfiable, parse_range
 from sessions.api.serializers import (
@@ -34,7 +35,6 @@ from sessions.services import (
     transcript_read,
 )
 from sessions.storage import storage_aiter_range, storage_size
-from sessions.tokens import IssuedToken
 from voiceai.api_errors import error_body
 from voiceai.errors import InvalidInput, NotFound
 

@@ -20,8 +20,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
-from clinics.access import Principal, memberships_of, principal_for_user
-from clinics.api.base import SESSION_CLINIC_KEY, client_ip, request_id
+from clinics.access import Principal, memberships_of
+from clinics.api.base import SESSION_CLINIC_KEY, request_id
+from clinics.principals import principal_for_caller
+from voiceai.client_ip import client_ip
 from voiceai.errors import ClinicSuspended, Forbidden, NotFound
 
 View = Callable[..., HttpResponse]
@@ -51,8 +53,11 @@ def console_view(*, admin: bool = False) -> Callable[[View], View]:
                 query = urlencode({"next": request.get_full_path()})
                 return redirect(f"{reverse('console:clinic_pick')}?{query}")
             try:
-                principal = principal_for_user(
-                    request.user, clinic_id=chosen, client_ip=client_ip(request), request_id=request_id(request)
+                principal = principal_for_caller(
+                    user=request.user,
+                    wanted_clinic=chosen,
+                    client_ip=client_ip(request),
+                    request_id=request_id(request),
                 )
             except ClinicSuspended:
                 return render(request, "console/suspended.html", {"memberships": memberships}, status=403)

@@ -10,10 +10,10 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from clinics.models import AuditEvent
+from clinics.principals import stream_token_consume
 from sessions import storage_keys
 from sessions.events import session_group
 from sessions.models import ConsultationSession, SessionStatus, TranscriptSegment
-from sessions.tokens import stream_token_consume
 from tests.api.conftest import error_code, streamed_body
 
 SESSION_ENDPOINTS = [

@@ -170,7 +170,9 @@ def test_it_gives_a_stopping_task_time_to_drain_before_sigkill(synth: Synth) -> 
     assert container["StopTimeout"] == 120  # Fargate's maximum
     # The app's own drain deadline ends before ECS kills it.
     assert 0 < int(env["DRAIN_SECONDS"]) < container["StopTimeout"]
-    assert env["FORWARDED_ALLOW_IPS"] == "*"
+    # The app picks the client IP from X-Forwarded-For's last hop itself;
+    # uvicorn trusting every proxy would hand it the client-chosen first entry.
+    assert env["BEHIND_TLS_PROXY"] == "1" and "FORWARDED_ALLOW_IPS" not in env
 
 
 # --- service and scaling -------------------------------------------------------

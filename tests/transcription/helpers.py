@@ -9,8 +9,8 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
 from clinics.access import Principal
+from clinics.principals import stream_token_issue
 from sessions.models import ConsultationSession
-from sessions.tokens import stream_token_issue
 from transcription.routing import WebSocketOriginGuard, websocket_urlpatterns
 from voiceai.db import db_async
 

@@ -1,6 +1,7 @@
-"""Who a socket connection is: the stream token or the logged-in user,
-checked once per connection (through ``voiceai.db.db_async``), never per
-frame. Session writes are ``sessions.services``'."""
+"""What a socket connection may do, decided once at connect (through
+``voiceai.db.db_async``), never per frame: the principal and session from
+the principal core (``clinics.principals``), and the clinic's limits the
+stream enforces."""
 
 from __future__ import annotations
 
@@ -12,13 +13,9 @@ from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.models import AbstractBaseUser
 
-from clinics.access import Principal, access_session, memberships_of, principal_for_user
+from clinics.access import Principal
+from clinics.principals import principal_for_socket
 from sessions.models import ConsultationSession
-from sessions.tokens import InvalidStreamToken, stream_token_consume
-from voiceai.errors import ClinicSuspended, NotFound
-from voiceai.logging import get_logger
-
-log = get_logger(__name__)
 
 DEFAULT_MAX_CONCURRENT = 20
 
@@ -40,13 +37,7 @@ def authorize(*, token: str | None, web_session_key: str | None, session_id: str
     when the Origin was checked). Raises InvalidStreamToken (4401) or
     NotFound (4404, also for other clinics)."""
     user = _web_session_user(web_session_key) if web_session_key and not token else None
-    if token:
-        principal = stream_token_consume(token=token, session_id=session_id, client_ip=client_ip)
-        session = access_session(principal, session_id)
-    elif user is not None and getattr(user, "is_authenticated", False):
-        principal, session = _user_session(user, session_id, client_ip)
-    else:
-        raise InvalidStreamToken("A stream token or a logged-in session is required.", code="auth_required")
+    principal, session = principal_for_socket(token=token, user=user, session_id=session_id, client_ip=client_ip)
     clinic = principal.clinic
     quota = getattr(clinic, "quota", None)
     return StreamAuth(
@@ -66,23 +57,3 @@ def _web_session_user(session_key: str) -> AbstractBaseUser | None:
     engine = import_module(settings.SESSION_ENGINE)
     request = SimpleNamespace(session=engine.SessionStore(session_key))
     return auth.get_user(request)
-
-
-def _user_session(user: AbstractBaseUser, session_id: str, client_ip: str | None):
-    # A user may belong to several clinics: try each membership through the
-    # access layer; none matching is the same 404 as a missing session. A
-    # suspended clinic must not hide the session of another, active one.
-    suspended: ClinicSuspended | None = None
-    for membership in memberships_of(user):
-        try:
-            principal = principal_for_user(user, clinic_id=membership.clinic_id, client_ip=client_ip)
-        except ClinicSuspended as exc:
-            suspended = exc
-            continue
-        try:
-            return principal, access_session(principal, session_id)
-        except NotFound:
-            continue
-    if suspended is not None:
-        raise suspended
-    raise NotFound("Session not found.")
