@@ -58,7 +58,7 @@ from typing import Any
 
 from django.conf import settings
 
-from transcription.groups import live_state_key
+from transcription.live_state import live_state_key
 from voiceai.logging import get_logger
 
 log = get_logger(__name__)
