@@ -230,6 +230,8 @@ SPECTACULAR_SETTINGS = {
 TRANSCRIPTION_ENGINE = env_choice("TRANSCRIPTION_ENGINE", "local", {"local", "fake", "aws"})
 FAKE_ENGINE_MODE = env_choice("FAKE_ENGINE_MODE", "script", {"script", "echo"})
 FAKE_ENGINE_DELAY_MS = env_int("FAKE_ENGINE_DELAY_MS", 0, minimum=0)
+# Echo mode ends a segment with a final every this many ms of audio (0: never).
+FAKE_ENGINE_ECHO_FINAL_MS = env_int("FAKE_ENGINE_ECHO_FINAL_MS", 0, minimum=0)
 LOCAL_ENGINE_MAX_DECODERS = env_int("LOCAL_ENGINE_MAX_DECODERS", 2, minimum=1)
 STREAM_TOKEN_TTL_SECONDS = env_int("STREAM_TOKEN_TTL_SECONDS", 60, minimum=1)
 STREAM_IDLE_TIMEOUT_SECONDS = env_float("STREAM_IDLE_TIMEOUT_SECONDS", 15.0)

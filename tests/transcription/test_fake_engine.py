@@ -48,6 +48,23 @@ async def test_it_echoes_the_session_relative_byte_offset():
     assert not any(e.is_final for e in events)
 
 
+async def test_it_ends_an_echo_segment_with_a_final_at_each_boundary_of_session_time():
+    engine = FakeEngine(mode="echo", delay_ms=0, echo_final_ms=300)
+    events = await _run(engine, [b"\0" * 3200] * 7)  # 700 ms in 100 ms frames
+    finals = [(e.segment_id, e.start_ms, e.end_ms, e.text) for e in events if e.is_final]
+    assert finals == [("echo-0", 0, 300, str(3 * 3200)), ("echo-300", 300, 600, str(6 * 3200))]
+    # Every frame still gets its partial, the final right after it.
+    assert [e.text for e in events if not e.is_final] == [str(k * 3200) for k in range(1, 8)]
+    assert [e.is_final for e in events][2:4] == [False, True]
+
+
+async def test_it_ends_echo_segments_where_a_continuous_stream_would_after_a_resume():
+    engine = FakeEngine(mode="echo", delay_ms=0, echo_final_ms=300)
+    whole = [e for e in await _run(engine, [b"\0" * 3200] * 12) if e.is_final]
+    tail = [e for e in await _run(engine, [b"\0" * 3200] * 9, start_offset_ms=300) if e.is_final]
+    assert [(e.segment_id, e.text) for e in whole[1:]] == [(e.segment_id, e.text) for e in tail]
+
+
 async def test_it_delays_events_when_configured():
     events = await _run(FakeEngine(mode="script", delay_ms=20), [b"\0" * 3200] * 25)
     assert [e.segment_id for e in events if e.is_final] == ["fake-0", "fake-2000"]

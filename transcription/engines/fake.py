@@ -12,7 +12,13 @@ Events are delayed by FAKE_ENGINE_DELAY_MS (0: none).
 
 ``echo`` mode (FAKE_ENGINE_MODE=echo): every audio chunk yields at once a
 partial whose text is the session-relative byte offset the audio so far
-reaches (e.g. ``"32000"``), so a client can time frame → transcript.
+reaches (e.g. ``"32000"``), so a client can time frame → transcript. With
+FAKE_ENGINE_ECHO_FINAL_MS > 0 the echo segment also ends with a final (same
+text as that chunk's partial) each time the audio crosses a multiple of
+that many ms of session time, and a new segment ``echo-<end_ms>`` starts:
+the crowd benchmark counts these finals at every viewer (exactly once, in
+order). Boundaries lie on the session clock, so a resumed stream ends its
+segments where a continuous one would. 0 (default): partials only.
 """
 
 from __future__ import annotations
@@ -71,10 +77,11 @@ def script_words(start_ms: int, end_ms: int) -> str:
 
 
 class FakeEngineStream(EngineStream):
-    def __init__(self, config: StreamConfig, *, mode: str, delay_ms: int) -> None:
+    def __init__(self, config: StreamConfig, *, mode: str, delay_ms: int, echo_final_ms: int = 0) -> None:
         self._config = config
         self._mode = mode
         self._delay = delay_ms / 1000.0
+        self._echo_final_ms = echo_final_ms
         self._bytes_per_ms = config.sample_rate * 2 / 1000.0
         # The pipeline passes the exact byte offset; ms would round.
         start_bytes = int(config.extra.get("start_offset_bytes") or round(config.start_offset_ms * self._bytes_per_ms))
@@ -94,17 +101,7 @@ class FakeEngineStream(EngineStream):
             return
         self._offset_bytes += len(chunk)
         if self._mode == "echo":
-            self._emit(
-                TranscriptEvent(
-                    segment_id=f"echo-{self._config.start_offset_ms}",
-                    revision=self._revision,
-                    is_final=False,
-                    start_ms=self._config.start_offset_ms,
-                    end_ms=self._now_ms(),
-                    text=str(self._offset_bytes),
-                )
-            )
-            self._revision += 1
+            self._echo()
             return
         now = self._now_ms()
         # Segment boundaries lie on multiples of SEGMENT_MS of session time.
@@ -142,6 +139,27 @@ class FakeEngineStream(EngineStream):
             yield event
 
     # --- helpers -------------------------------------------------------------
+
+    def _echo(self) -> None:
+        now = self._now_ms()
+        self._emit(self._echo_event(now, is_final=False))
+        self._revision += 1
+        every = self._echo_final_ms
+        if every > 0 and now // every > self._seg_start_ms // every:
+            self._emit(self._echo_event(now, is_final=True))
+            self._seg_start_ms = now
+            self._revision = 0
+
+    def _echo_event(self, end_ms: int, *, is_final: bool) -> TranscriptEvent:
+        return TranscriptEvent(
+            segment_id=f"echo-{self._seg_start_ms}",
+            revision=self._revision,
+            is_final=is_final,
+            start_ms=self._seg_start_ms,
+            end_ms=end_ms,
+            text=str(self._offset_bytes),
+            confidence=0.9 if is_final else None,
+        )
 
     def _now_ms(self) -> int:
         return int(self._offset_bytes / self._bytes_per_ms)
@@ -185,9 +203,12 @@ class FakeEngineStream(EngineStream):
 class FakeEngine(Engine):
     name = "fake"
 
-    def __init__(self, *, mode: str | None = None, delay_ms: int | None = None) -> None:
+    def __init__(
+        self, *, mode: str | None = None, delay_ms: int | None = None, echo_final_ms: int | None = None
+    ) -> None:
         self.mode = mode or settings.FAKE_ENGINE_MODE
         self.delay_ms = settings.FAKE_ENGINE_DELAY_MS if delay_ms is None else delay_ms
+        self.echo_final_ms = settings.FAKE_ENGINE_ECHO_FINAL_MS if echo_final_ms is None else echo_final_ms
 
     async def open_stream(self, config: StreamConfig) -> FakeEngineStream:
-        return FakeEngineStream(config, mode=self.mode, delay_ms=self.delay_ms)
+        return FakeEngineStream(config, mode=self.mode, delay_ms=self.delay_ms, echo_final_ms=self.echo_final_ms)
