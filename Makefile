@@ -67,9 +67,11 @@ lint: $(DEV_STAMP)
 	DEBUG=1 $(BIN)/python manage.py check
 	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
 
-# The benchmark of issue 6 (docs/benchmarks.md; ~15 min; 2 cores: servers on
-# core 0, load generator on core 1). PostgreSQL and Redis as for `make test`;
-# it creates and migrates its own database. Options: BENCH_ARGS="--quick".
+# The benchmark of issues 6 and 10 (docs/benchmarks.md; ~20 min; 2 cores:
+# servers on core 0, load generator on core 1). PostgreSQL and Redis as for
+# `make test`; it creates and migrates its own database. Options:
+# BENCH_ARGS="--quick" (short capacity trials), BENCH_ARGS="--crowds-only"
+# (only the crowd trials of issue 10, a few minutes).
 BENCH_STAMP := $(VENV)/.installed-bench
 $(BENCH_STAMP): bench/requirements.txt $(DEV_STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt

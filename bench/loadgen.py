@@ -22,11 +22,30 @@ test, one ``find`` and an ``int()`` of a few digits — no JSON decode on
 the hot path. The generator also measures itself (how late frames leave
 against their schedule, its own CPU) so a saturated generator shows up in
 the results instead of passing for a slow server.
+
+Modes (``"mode"`` in SPEC):
+
+- ``steady`` (default): connect everyone (``connect_concurrency`` at a
+  time), then stream, warm up, measure a window. With ``"finals": true``
+  it also records every final the producer and the viewer receive and ends
+  each session with ``CloseStream`` (waiting for ``Metadata``, the close
+  and the viewer's ``End``), then checks that every viewer got every final
+  exactly once and in order (and the ``seq`` of viewer events for gaps,
+  when the server sends one).
+- ``storm``: every producer connects at once and starts streaming as soon
+  as its ``Begin`` arrives (a drain's 1012 sends its survivors exactly
+  that); ``duration`` seconds from the first connect attempt, latency per
+  second of the run.
+- ``connect_only``: connect every producer (``Begin`` received) without
+  streaming, between ``PHASE measure_start`` and ``PHASE measure_end`` (the
+  orchestrator turns the server's CPU delta into CPU per connect), then
+  close.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -53,12 +72,18 @@ def _pcm_payload() -> bytes:
 
 AUDIO_FRAME = build_frame(OP_BINARY, _pcm_payload())
 KEEPALIVE_FRAME = build_frame(OP_TEXT, b'{"type":"KeepAlive"}')
+CLOSE_STREAM_FRAME = build_frame(OP_TEXT, b'{"type":"CloseStream"}')
 
 _T_TRANSCRIPT = b'"Transcript"'
 _T_ACK = b'"Ack"'
 _T_BEGIN = b'"Begin"'
 _T_ERROR = b'"Error"'
 _T_WARNING = b'"Warning"'
+_T_METADATA = b'"Metadata"'
+_T_END = b'"End"'
+_FINAL = (b'"is_final":true', b'"is_final": true')
+_K_SEQ = b'"seq":'
+_K_SEGMENTS = b'"segments":'
 _K_TEXT = b'"text":'
 _K_DURABLE = b'"audio_bytes_durable":'
 _K_RESUME = b'"resume_from_byte":'
@@ -97,7 +122,9 @@ class Totals:
     closes: dict[str, int] = field(default_factory=dict)
     unparsed: int = 0
     # Messages received by kind (producer side), for diagnosis.
-    kinds: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("Begin", "Transcript", "Ack", "other"), 0))
+    kinds: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("Begin", "Transcript", "Final", "Ack", "Metadata", "other"), 0)
+    )
 
     def error(self, code: str) -> None:
         self.errors[code] = self.errors.get(code, 0) + 1
@@ -109,20 +136,30 @@ class Stream:
     __slots__ = (
         "acked",
         "begun",
+        "begun_at",
         "conn",
         "frames_sent",
         "last_ack_at",
         "loop",
         "next_at",
+        "prod_final_lat",
+        "prod_finals",
         "prod_recv",
         "resume_from",
         "sched_lag",
         "sent",
         "spec",
         "start_at",
+        "start_on_begin",
+        "started",
         "stopped",
+        "stored_finals",
         "totals",
+        "view_final_lat",
+        "view_finals",
+        "view_seqs",
         "viewer",
+        "viewer_ended",
         "viewer_recv",
     )
 
@@ -144,6 +181,18 @@ class Stream:
         self.stopped = False
         self.start_at = 0.0
         self.next_at = 0.0
+        self.begun_at = 0.0
+        self.start_on_begin = False  # storm: stream from Begin on
+        self.started = False
+        # Finals (their byte offsets, in arrival order) and frame -> final
+        # latencies; the number of finals stored, from Metadata.
+        self.prod_finals: list[int] = []
+        self.view_finals: list[int] = []
+        self.prod_final_lat: list[float] = []
+        self.view_final_lat: list[float] = []
+        self.stored_finals: int | None = None
+        self.view_seqs: list[int] = []  # the viewer events' seq, when the server sends one
+        self.viewer_ended = False
 
     # --- server messages -----------------------------------------------------
 
@@ -155,10 +204,26 @@ class Stream:
         k = (offset - self.resume_from) // FRAME_BYTES - 1
         return k if 0 <= k < self.frames_sent else -1
 
+    def _final(self, payload: bytes, now: float, finals: list[int], latencies: list[float]) -> None:
+        """Record a final by its offset; finals are not timed as frame
+        replies (they wait for a flush), but frame -> final separately."""
+        offset = _int_after(payload, _K_TEXT)
+        if offset is None:
+            self.totals.unparsed += 1
+            return
+        finals.append(offset)
+        k = (offset - self.resume_from) // FRAME_BYTES - 1
+        if 0 <= k < self.frames_sent:
+            latencies.append(now - self.sent[k])
+
     def on_producer_text(self, payload: bytes, _now: float) -> None:
         now = time.perf_counter()
         kinds = self.totals.kinds
         if _T_TRANSCRIPT in payload:
+            if _FINAL[0] in payload or _FINAL[1] in payload:
+                kinds["Final"] += 1
+                self._final(payload, now, self.prod_finals, self.prod_final_lat)
+                return
             kinds["Transcript"] += 1
             k = self._frame_index(payload)
             if k >= 0 and not self.prod_recv[k]:
@@ -175,6 +240,12 @@ class Stream:
             self.resume_from = _int_after(payload, _K_RESUME) or 0
             self.acked = self.resume_from
             self.begun = True
+            self.begun_at = now
+            if self.start_on_begin and self.conn is not None:
+                self.start(self.loop.time())
+        elif _T_METADATA in payload:
+            kinds["Metadata"] += 1
+            self.stored_finals = _int_after(payload, _K_SEGMENTS)
         elif _T_ERROR in payload:
             kinds["other"] += 1
             self.totals.error("server:" + _str_after(payload, _K_CODE))
@@ -186,11 +257,19 @@ class Stream:
             kinds["other"] += 1
 
     def on_viewer_text(self, payload: bytes, _now: float) -> None:
+        seq = _int_after(payload, _K_SEQ)
+        if seq is not None:
+            self.view_seqs.append(seq)
         if _T_TRANSCRIPT in payload:
             now = time.perf_counter()
+            if _FINAL[0] in payload or _FINAL[1] in payload:
+                self._final(payload, now, self.view_finals, self.view_final_lat)
+                return
             k = self._frame_index(payload)
             if k >= 0 and not self.viewer_recv[k]:
                 self.viewer_recv[k] = now
+        elif _T_END in payload:
+            self.viewer_ended = True
         elif _T_ERROR in payload:
             self.totals.error("viewer-server:" + _str_after(payload, _K_CODE))
 
@@ -205,6 +284,9 @@ class Stream:
     # --- sending ---------------------------------------------------------------
 
     def start(self, at: float) -> None:
+        if self.started:
+            return
+        self.started = True
         self.start_at = self.next_at = at
         self.loop.call_at(at, self._tick)
 
@@ -269,6 +351,9 @@ async def _connect_all(streams: list[Stream], spec: dict[str, Any], totals: Tota
                     origin=origin,
                     timeout=timeout,
                 )
+                # Begin may have come in the handshake's own read.
+                if stream.start_on_begin and stream.begun:
+                    stream.start(stream.loop.time())
             except HandshakeRejected as exc:
                 totals.error(f"connect_rejected:{str(exc)[:40]}")
             except (TimeoutError, OSError) as exc:
@@ -278,6 +363,15 @@ async def _connect_all(streams: list[Stream], spec: dict[str, Any], totals: Tota
 
 
 async def run(spec: dict[str, Any], emit=print) -> dict[str, Any]:
+    mode = spec.get("mode", "steady")
+    if mode == "storm":
+        return await run_storm(spec, emit)
+    if mode == "connect_only":
+        return await run_connect_only(spec, emit)
+    return await run_steady(spec, emit)
+
+
+async def run_steady(spec: dict[str, Any], emit=print) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     totals = Totals()
     streams = [Stream(s, totals) for s in spec["streams"]]
@@ -324,6 +418,10 @@ async def run(spec: dict[str, Any], emit=print) -> dict[str, Any]:
     await asyncio.sleep(drain)
     for s in connected:
         s.stopped = True
+    finals = None
+    if spec.get("finals"):
+        await _close_streams(connected, float(spec.get("close_timeout", 30)))
+        finals = finals_summary(connected)
 
     prod_lat: list[float] = []
     view_lat: list[float] = []
@@ -388,7 +486,223 @@ async def run(spec: dict[str, Any], emit=print) -> dict[str, Any]:
             "cpu_pct": round(100 * cpu / wall, 1) if wall else None,
             "send_late": _summary_ms(sched),
         },
+        "finals": finals,
     }
+
+
+async def _close_streams(streams: list[Stream], timeout: float) -> None:  # noqa: ASYNC109 - one bound for all
+    """End every session with CloseStream and wait (up to ``timeout``) for
+    the producers' close and the viewers' End: every final of the session
+    is then stored and sent."""
+    for s in streams:
+        if s.conn is not None and not s.conn.closed:
+            s.conn.send_raw(CLOSE_STREAM_FRAME)
+    deadline = time.perf_counter() + timeout
+
+    def settled(s: Stream) -> bool:
+        producer_done = s.conn is None or s.conn.closed
+        viewer_done = s.viewer is None or s.viewer.closed or s.viewer_ended
+        return producer_done and viewer_done
+
+    while time.perf_counter() < deadline and not all(settled(s) for s in streams):  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+
+
+def _seq_faults(seqs: list[int]) -> tuple[int, int]:
+    """(events missing between consecutive seqs, seqs not above the one before)."""
+    gaps = regressions = 0
+    for a, b in itertools.pairwise(seqs):
+        if b <= a:
+            regressions += 1
+        elif b > a + 1:
+            gaps += b - a - 1
+    return gaps, regressions
+
+
+def finals_summary(streams: list[Stream]) -> dict[str, Any]:
+    """Every final at every viewer exactly once and in order. The
+    reference is what the producer received, checked in turn against the
+    number of finals the server stored (``Metadata.segments``)."""
+    out = dict.fromkeys(
+        (
+            "sessions",
+            "stored",
+            "producer",
+            "viewer",
+            "missing",
+            "duplicate",
+            "out_of_order",
+            "unexpected",
+            "viewers_with_faults",
+            "viewers_without_end",
+            "producers_without_metadata",
+            "producers_short_of_stored",
+            "seq_viewers",
+            "seq_gaps",
+            "seq_regressions",
+        ),
+        0,
+    )
+    prod_lat: list[float] = []
+    view_lat: list[float] = []
+    for s in streams:
+        out["sessions"] += 1
+        prod_lat += s.prod_final_lat
+        if s.stored_finals is None:
+            out["producers_without_metadata"] += 1
+        else:
+            out["stored"] += s.stored_finals
+            if len(set(s.prod_finals)) != s.stored_finals:
+                out["producers_short_of_stored"] += 1
+        out["producer"] += len(s.prod_finals)
+        if s.viewer is None:
+            continue
+        view_lat += s.view_final_lat
+        expected = set(s.prod_finals)
+        got = s.view_finals
+        seen = set(got)
+        missing = len(expected - seen)
+        duplicate = len(got) - len(seen)
+        out_of_order = sum(1 for a, b in itertools.pairwise(got) if b < a)
+        unexpected = len(seen - expected)
+        out["viewer"] += len(got)
+        out["missing"] += missing
+        out["duplicate"] += duplicate
+        out["out_of_order"] += out_of_order
+        out["unexpected"] += unexpected
+        out["viewers_with_faults"] += 1 if (missing or duplicate or out_of_order or unexpected) else 0
+        out["viewers_without_end"] += 0 if s.viewer_ended else 1
+        if s.view_seqs:
+            out["seq_viewers"] += 1
+            gaps, regressions = _seq_faults(s.view_seqs)
+            out["seq_gaps"] += gaps
+            out["seq_regressions"] += regressions
+    out["producer_latency"] = _summary_ms(prod_lat)
+    out["viewer_latency"] = _summary_ms(view_lat)
+    return out
+
+
+async def _close_all(streams: list[Stream]) -> None:
+    for s in streams:
+        s.stopped = True
+        for c in (s.conn, s.viewer):
+            if c is not None:
+                c.close()
+    await asyncio.sleep(0.2)
+
+
+async def run_connect_only(spec: dict[str, Any], emit=print) -> dict[str, Any]:
+    """Connect every producer and wait for its Begin, streaming nothing."""
+    totals = Totals()
+    streams = [Stream(s, totals) for s in spec["streams"]]
+    emit("PHASE measure_start", flush=True)
+    t0 = time.perf_counter()
+    await _connect_all(streams, spec, totals)
+    deadline = time.perf_counter() + float(spec.get("begin_timeout", 30))
+    connected = [s for s in streams if s.conn is not None]
+    while time.perf_counter() < deadline and not all(s.begun or s.conn.closed for s in connected):  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    begun = [s for s in connected if s.begun]
+    all_begun = max((s.begun_at for s in begun), default=t0) - t0
+    emit("PHASE measure_end", flush=True)
+    await _close_all(streams)
+    return {
+        "streams": len(streams),
+        "connected": len(connected),
+        "begun": len(begun),
+        "connect_concurrency": int(spec.get("connect_concurrency", 50)),
+        "all_begun_s": round(all_begun, 3),
+        "errors": totals.errors,
+    }
+
+
+def per_second(frames: list[tuple[float, float | None]], limit_ms: float) -> tuple[list[dict[str, Any]], int | None]:
+    """Frames as (send time since the first connect, latency or None if no
+    reply came) -> one row per second of the run, and the first second
+    from which p99 < ``limit_ms`` holds in every later second (None: it
+    does not hold even in the last one). A frame without a reply counts as
+    slower than any limit."""
+    buckets: dict[int, list[float]] = {}
+    for sent, latency in frames:
+        buckets.setdefault(int(sent), []).append(float("inf") if latency is None else latency)
+    rows = []
+    for second in sorted(buckets):
+        values = sorted(buckets[second])
+        p99 = _pct(values, 0.99)
+        rows.append(
+            {
+                "second": second,
+                "frames": len(values),
+                "missing": sum(1 for v in values if v == float("inf")),
+                "p50_ms": None if _pct(values, 0.5) == float("inf") else round(_pct(values, 0.5) * 1000, 1),
+                "p99_ms": None if p99 == float("inf") else round(p99 * 1000, 1),
+            }
+        )
+    holds_from = None
+    for row in reversed(rows):
+        if row["p99_ms"] is None or row["p99_ms"] >= limit_ms:
+            break
+        holds_from = row["second"]
+    return rows, holds_from
+
+
+async def run_storm(spec: dict[str, Any], emit=print) -> dict[str, Any]:
+    """Everyone connects at once and streams from its Begin on, for
+    ``duration`` seconds from the first connect attempt."""
+    totals = Totals()
+    streams = [Stream(s, totals) for s in spec["streams"]]
+    for s in streams:
+        s.start_on_begin = True
+    duration, drain = float(spec["duration"]), float(spec.get("drain", 2))
+    limit_ms = float(spec.get("p99_limit_ms", 93.0))
+    emit("PHASE measure_start", flush=True)
+    t0 = time.perf_counter()
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    connecting = asyncio.ensure_future(_connect_all(streams, {**spec, "connect_concurrency": len(streams)}, totals))
+    await asyncio.sleep(duration)
+    for s in streams:
+        s.stopped = True  # no new frames; replies to those sent still count
+    t_end = time.perf_counter()
+    await asyncio.sleep(drain)
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    emit("PHASE measure_end", flush=True)
+    if not connecting.done():
+        connecting.cancel()
+    begun = [s for s in streams if s.begun]
+    frames: list[tuple[float, float | None]] = []
+    # Whole seconds only: a last fraction of a second would be a bucket of
+    # a few frames whose p99 says nothing.
+    cutoff = t0 + int(duration)
+    for s in begun:
+        for k, t in enumerate(s.sent):
+            if t < cutoff:
+                r = s.prod_recv[k]
+                frames.append((t - t0, (r - t) if r else None))
+    rows, holds_from = per_second(frames, limit_ms)
+    latencies = [lat for _, lat in frames if lat is not None]
+    wall = t_end - t0 + drain
+    cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+    begun_at = sorted(s.begun_at - t0 for s in begun)
+    result = {
+        "streams": len(streams),
+        "connected": sum(1 for s in streams if s.conn is not None),
+        "begun": len(begun),
+        "all_connected_s": round(begun_at[-1], 2) if len(begun) == len(streams) and begun_at else None,
+        "half_connected_s": round(begun_at[len(begun_at) // 2], 2) if begun_at else None,
+        "last_connected_s": round(begun_at[-1], 2) if begun_at else None,
+        "run_seconds": round(t_end - t0, 1),
+        "frames_sent": len(frames),
+        "missing_transcripts": sum(1 for _, lat in frames if lat is None),
+        "producer": _summary_ms(latencies),
+        "per_second": rows,
+        "p99_holds_from_s": holds_from,
+        "errors": totals.errors,
+        "warnings": totals.warnings,
+        "received": totals.kinds,
+        "loadgen": {"cpu_pct": round(100 * cpu / wall, 1) if wall else None},
+    }
+    await _close_all(streams)
+    return result
 
 
 def main(argv: list[str]) -> None:

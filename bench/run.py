@@ -8,7 +8,9 @@ In one run, on this machine:
 4. a viewer on a second process at half the project's capacity;
 5. the design's whole load: 1,000 streams across two processes;
 6. REST retrieval of a 60-minute transcript (1,000 segments);
-7. a py-spy profile of the project's server just past its capacity.
+7. a py-spy profile of the project's server just past its capacity;
+8. the crowds of issue 10 (``bench/crowds.py``; ``--crowds-only`` runs just
+   these, in a few minutes): a REST burst, a connect storm, watched sessions.
 
 It prints a markdown table and, with ``--write-docs``, replaces the
 generated part of ``docs/benchmarks.md``. Raw results go to
@@ -34,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import procs, provision, report
+from bench import crowds, procs, provision, report
 from bench.trials import BenchContext, trial_baseline, trial_platform
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/voiceai_bench"
@@ -136,12 +138,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument(
-        "--skip", default="", help="comma list of: baseline,capacity,compare,viewer,design,rest,profile"
+        "--skip", default="", help="comma list of: baseline,capacity,compare,viewer,design,rest,profile,crowds"
     )
+    parser.add_argument("--crowds-only", action="store_true", help="only the crowd trials of issue 10")
+    parser.add_argument("--burst", type=int, default=300, help="crowds: session creates in the REST burst")
+    parser.add_argument("--storm-n", type=int, default=500, help="crowds: producers in the connect storm")
+    parser.add_argument("--connect-n", type=int, default=200, help="crowds: producers timed for CPU per connect")
+    parser.add_argument("--watched-n", type=int, default=250, help="crowds: watched sessions")
     parser.add_argument("--quick", action="store_true", help="short trials and a short ladder (development)")
     parser.add_argument("--write-docs", action="store_true", help="update the table in docs/benchmarks.md")
     args = parser.parse_args(argv)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    if args.crowds_only:
+        skip |= {"baseline", "capacity", "compare", "viewer", "design", "rest", "profile"}
     if args.quick:
         args.warmup, args.duration = 2.0, 4.0
         args.levels = args.levels or "250,500,1000"
@@ -240,18 +249,37 @@ def main(argv: list[str] | None = None) -> int:
         results["profile"] = r
         log(report.one_line(r))
 
+    if "crowds" not in skip:
+        results["crowds"] = crowds.run_crowds(
+            ctx,
+            burst=args.burst,
+            storm_n=args.storm_n,
+            connect_n=args.connect_n,
+            watched_n=args.watched_n,
+            log=log,
+        )
+
     info["loadavg_end"] = machine_info()["loadavg_start"]
     info["minutes"] = round((time.time() - started) / 60, 1)
     info["date"] = dt.datetime.fromtimestamp(started, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=1, default=str))
-    table = report.markdown(results)
-    print()
-    print(table)
+    docs = procs.ROOT / "docs" / "benchmarks.md"
+    if not args.crowds_only:
+        table = report.markdown(results)
+        print()
+        print(table)
+        if args.write_docs:
+            report.write_docs(docs, table)
+    if "crowds" in results:
+        crowd_table = report.crowds_markdown(results)
+        print()
+        print(crowd_table)
+        if args.write_docs:
+            report.write_crowds_docs(docs, crowd_table)
     print(f"\nraw results: {out.relative_to(procs.ROOT)}")
     if args.write_docs:
-        report.write_docs(procs.ROOT / "docs" / "benchmarks.md", table)
         print("docs/benchmarks.md updated")
     return 0
 

@@ -249,6 +249,8 @@ def trial_platform(
     pin: bool = True,
     label: str = "platform",
     profile_seconds: float = 0.0,
+    env: dict[str, str] | None = None,
+    loadgen_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """N producer sessions against the project's ASGI app.
 
@@ -258,12 +260,14 @@ def trial_platform(
       processes (the design's whole-load check);
     - ``pin``: server A on the server core, server B on the load
       generator's core (with ``two_process`` the load generator then
-      floats); unpinned lets the OS place all of them.
+      floats); unpinned lets the OS place all of them;
+    - ``env``: the servers' environment (default ``ctx.server_env()``);
+    - ``loadgen_extra``: more of the load generator's SPEC (e.g. ``finals``).
     """
     bc = provision.bench_clinic(label)
     cid = str(bc.clinic.pk)
     sessions = provision.sessions_with_tokens(bc, n, viewer_tokens=viewers)
-    env = ctx.server_env()
+    env = env if env is not None else ctx.server_env()
     log_dir = ctx.work_dir / "logs"
     servers: list[procs.ServerProcess] = []
     profile: dict[str, Any] | None = None
@@ -309,7 +313,7 @@ def trial_platform(
             if phase == "measure_start" and profile_seconds:
                 prof_holder["proc"] = _start_profile(a, profile_seconds, ctx)
 
-        spec = {"origin": f"http://127.0.0.1:{a.port}", "streams": streams}
+        spec = {"origin": f"http://127.0.0.1:{a.port}", "streams": streams, **(loadgen_extra or {})}
         # The design load: one server per core, everything else (load
         # generator, Redis, PostgreSQL) where the OS puts it.
         loadgen = run_loadgen(ctx, spec, on_phase, pin=pin and not two_process)
