@@ -290,6 +290,7 @@ def _judge_rest(r: dict[str, Any]) -> dict[str, Any]:
     }
     r["pg_bound"] = bound
     r["pass"] = all(r["targets"].values()) and not r.get("crashed")
+    r["why"] = _why(r)
     return r
 
 

@@ -14,11 +14,13 @@ Events are delayed by FAKE_ENGINE_DELAY_MS (0: none).
 partial whose text is the session-relative byte offset the audio so far
 reaches (e.g. ``"32000"``), so a client can time frame → transcript. With
 FAKE_ENGINE_ECHO_FINAL_MS > 0 the echo segment also ends with a final (same
-text as that chunk's partial) each time the audio crosses a multiple of
-that many ms of session time, and a new segment ``echo-<end_ms>`` starts:
+text as that chunk's partial) after each chunk that takes the audio past a
+multiple of that many ms of session time (one final per chunk, however many
+multiples a large chunk spans), and a new segment ``echo-<end_ms>`` starts:
 the crowd benchmark counts these finals at every viewer (exactly once, in
-order). Boundaries lie on the session clock, so a resumed stream ends its
-segments where a continuous one would. 0 (default): partials only.
+order). Boundaries lie on the session clock, so a resumed stream fed the
+same chunks ends its segments where a continuous one would. 0 (default):
+partials only.
 """
 
 from __future__ import annotations
