@@ -129,8 +129,20 @@ class PgConnectionSampler:
                 (list(ports),),
             ).fetchall()
             states = {state: n for state, n in rows}
-        total = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'").fetchone()
-        return {"sockets": len(ports), "backends": sum(states.values()), "states": states, "server_total": total[0]}
+        # The settings name each process's connections ``<name>:<pid>`` (a
+        # cross-check of the port match; 0 where they don't).
+        named, total = conn.execute(
+            "SELECT count(*) FILTER (WHERE application_name LIKE %s), count(*) FROM pg_stat_activity "
+            "WHERE backend_type = 'client backend'",
+            (f"%:{self.server.pid}",),
+        ).fetchone()
+        return {
+            "sockets": len(ports),
+            "backends": sum(states.values()),
+            "named": named,
+            "states": states,
+            "server_total": total,
+        }
 
     def _loop(self) -> None:
         import psycopg
@@ -155,6 +167,7 @@ class PgConnectionSampler:
             "samples": len(s),
             "max_sockets": max((x["sockets"] for x in s), default=0),
             "max_backends": max((x["backends"] for x in s), default=0),
+            "max_named": max((x["named"] for x in s), default=0),
             "max_idle": max((x["states"].get("idle", 0) for x in s), default=0),
             "max_server_total": max((x["server_total"] for x in s), default=0),
         }
@@ -254,10 +267,13 @@ def trial_rest_burst(ctx: BenchContext, *, requests: int = 300, threads: int = 8
     try:
         sampler = PgConnectionSampler(server, ctx.database_url)
         sampler.start()
+        cpu0 = server.cpu_seconds()
         try:
             burst = _burst(server.port, bc.api_key_raw, requests=requests, threads=threads)
         finally:
             sampler.stop()
+        # Server CPU per answer: unlike creates/s, it survives a busy machine.
+        burst["cpu_ms_per_request"] = round(1000 * (server.cpu_seconds() - cpu0) / max(1, requests), 2)
         during = sampler.summary()
         # What the process keeps once the burst is over.
         time.sleep(1.0)
@@ -271,7 +287,12 @@ def trial_rest_burst(ctx: BenchContext, *, requests: int = 300, threads: int = 8
     result: dict[str, Any] = {
         "trial": "rest_burst",
         **burst,
-        "pg": {**during, "after_sockets": after["sockets"], "after_backends": after["backends"]},
+        "pg": {
+            **during,
+            "after_sockets": after["sockets"],
+            "after_backends": after["backends"],
+            "after_named": after["named"],
+        },
         "db_settings": pool_settings(),
     }
     if crashed:
@@ -283,7 +304,7 @@ def _judge_rest(r: dict[str, Any]) -> dict[str, Any]:
     classes = r["classes"]
     server_errors = classes.get("5xx", 0) + sum(n for k, n in classes.items() if k.startswith("exception"))
     bound = r["db_settings"].get("pool_max") or TARGETS["pg_connections_default_max"]
-    held = max(r["pg"]["max_sockets"], r["pg"]["max_backends"])
+    held = max(r["pg"]["max_sockets"], r["pg"]["max_backends"], r["pg"]["max_named"])
     r["targets"] = {
         "no_5xx": server_errors == 0,
         "pg_connections_bounded": held <= bound,
@@ -446,20 +467,27 @@ def _why(r: dict[str, Any]) -> str:
     return "ok" if not missed else "missed: " + ", ".join(missed)
 
 
-def run_crowds(ctx: BenchContext, *, burst: int, storm_n: int, connect_n: int, watched_n: int, log) -> dict[str, Any]:
+def run_crowds(
+    ctx: BenchContext, *, burst: int, storm_n: int, connect_n: int, watched_n: int, log, skip: frozenset = frozenset()
+) -> dict[str, Any]:
+    """The four trials in order; ``skip`` names any of: burst, connect, storm, watched."""
     from bench import report
 
     out: dict[str, Any] = {}
-    log(f"crowds: REST burst, {burst} creates from 8 threads")
-    out["rest_burst"] = trial_rest_burst(ctx, requests=burst)
-    log(report.crowd_line(out["rest_burst"]))
-    log(f"crowds: server CPU per connect, {connect_n} producers, no audio")
-    out["connect_cost"] = trial_connect_cost(ctx, connect_n)
-    log(report.crowd_line(out["connect_cost"]))
-    log(f"crowds: connect storm, {storm_n} producers streaming from Begin")
-    out["connect_storm"] = trial_connect_storm(ctx, storm_n)
-    log(report.crowd_line(out["connect_storm"]))
-    log(f"crowds: {watched_n} watched sessions (producers on A, viewers on B)")
-    out["watched"] = trial_watched(ctx, watched_n)
-    log(report.crowd_line(out["watched"]))
+    if "burst" not in skip:
+        log(f"crowds: REST burst, {burst} creates from 8 threads")
+        out["rest_burst"] = trial_rest_burst(ctx, requests=burst)
+        log(report.crowd_line(out["rest_burst"]))
+    if "connect" not in skip:
+        log(f"crowds: server CPU per connect, {connect_n} producers, no audio")
+        out["connect_cost"] = trial_connect_cost(ctx, connect_n)
+        log(report.crowd_line(out["connect_cost"]))
+    if "storm" not in skip:
+        log(f"crowds: connect storm, {storm_n} producers streaming from Begin")
+        out["connect_storm"] = trial_connect_storm(ctx, storm_n)
+        log(report.crowd_line(out["connect_storm"]))
+    if "watched" not in skip:
+        log(f"crowds: {watched_n} watched sessions (producers on A, viewers on B)")
+        out["watched"] = trial_watched(ctx, watched_n)
+        log(report.crowd_line(out["watched"]))
     return out

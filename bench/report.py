@@ -373,7 +373,9 @@ def crowd_line(r: dict[str, Any]) -> str:
         pg = r["pg"]
         return (
             f"  rest_burst {r['requests']} x{r['threads']}: {r['classes']} {r['creates_per_s']}/s "
-            f"p99={r['p99_ms']} ms pg sockets/backends max={pg['max_sockets']}/{pg['max_backends']} "
+            f"cpu={r.get('cpu_ms_per_request')} ms/request "
+            f"p99={r['p99_ms']} ms pg sockets/backends/named max={pg['max_sockets']}/{pg['max_backends']}/"
+            f"{pg.get('max_named')} "
             f"(bound {r['pg_bound']}) after={pg['after_sockets']} -> {verdict}"
         )
     if kind == "connect_cost":
@@ -417,7 +419,8 @@ def crowds_targets(c: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             (
                 f"REST burst: {burst['requests']} `POST /api/v1/sessions/` from {burst['threads']} threads",
                 "0 answers ≥ 500",
-                f"{cls}; {burst['creates_per_s']} creates/s, p50 {burst['p50_ms']} / p99 {burst['p99_ms']} ms",
+                f"{cls}; {burst['creates_per_s']} creates/s, p50 {burst['p50_ms']} / p99 {burst['p99_ms']} ms; "
+                f"server CPU {burst.get('cpu_ms_per_request')} ms per request",
                 _met(burst["targets"]["no_5xx"]),
             )
         )
@@ -426,7 +429,8 @@ def crowds_targets(c: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             (
                 "PostgreSQL connections of that process during the burst",
                 f"≤ {burst['pg_bound']} ({'pool maximum' if burst['db_settings'].get('pool') else 'default'})",
-                f"max {pg['max_sockets']} sockets / {pg['max_backends']} backends ({pg['samples']} samples, "
+                f"max {pg['max_sockets']} sockets / {pg['max_backends']} backends / "
+                f"{pg.get('max_named', '—')} by application_name ({pg['samples']} samples, "
                 f"{pg['max_idle']} idle at most); {pg['after_sockets']} held 1 s after; "
                 f"{_db_settings(burst['db_settings'])}",
                 _met(burst["targets"]["pg_connections_bounded"]),

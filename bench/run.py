@@ -138,7 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument(
-        "--skip", default="", help="comma list of: baseline,capacity,compare,viewer,design,rest,profile,crowds"
+        "--skip",
+        default="",
+        help="comma list of: baseline,capacity,compare,viewer,design,rest,profile,crowds "
+        "and of the crowd trials: burst,connect,storm,watched",
     )
     parser.add_argument("--crowds-only", action="store_true", help="only the crowd trials of issue 10")
     parser.add_argument("--burst", type=int, default=300, help="crowds: session creates in the REST burst")
@@ -257,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             connect_n=args.connect_n,
             watched_n=args.watched_n,
             log=log,
+            skip=frozenset(skip),
         )
 
     info["loadavg_end"] = machine_info()["loadavg_start"]
