@@ -30,7 +30,9 @@ import sys
 import time
 import uuid
 
-MECHANISMS = ("core", "pubsub", "relay", "relay-unbatched", "relay-xread")
+MECHANISMS = ("null", "core", "pubsub", "relay", "relay-unbatched", "relay-xread")
+from transcription.relay import _PUBLISH as _PUBLISH_SCRIPT  # noqa: E402
+
 TEXT = "the patient reports a mild headache since tuesday morning and no fever " * 2
 
 
@@ -107,7 +109,9 @@ async def subscriber(args: argparse.Namespace) -> dict:
 
     tasks = []
     closers = []
-    if args.mechanism in ("core", "pubsub"):
+    if args.mechanism == "null":
+        pass  # the harness alone: what every other row's figures include
+    elif args.mechanism in ("core", "pubsub"):
         layer = _channel_layer(args.mechanism, args.prefix)
 
         async def consume(session: int, channel: str) -> None:
@@ -200,7 +204,15 @@ async def publisher(args: argparse.Namespace) -> dict:
     published = {"all": 0, "window": 0, "errors": 0}
     relay = None
     interval = 1.0 / args.rate
-    if args.mechanism in ("core", "pubsub"):
+    if args.mechanism == "null":
+
+        async def send(session: int, event: dict) -> None:
+            pass
+
+        async def close() -> None:
+            pass
+
+    elif args.mechanism in ("core", "pubsub"):
         layer = _channel_layer(args.mechanism, args.prefix)
 
         async def send(session: int, event: dict) -> None:
@@ -208,11 +220,21 @@ async def publisher(args: argparse.Namespace) -> dict:
 
         close = layer.flush if args.mechanism == "pubsub" else layer.close_pools
     else:
+        import redis.asyncio as redis_asyncio
+
         from transcription.relay import relay_events_key, relay_meta_key
 
         relay = _relay()
-        close = relay.aclose
-        script = relay._publish_script
+        # Unbatched: one round trip per event from each session's task, on a
+        # blocking pool like the live-state store's (a plain pool raises past
+        # 100 concurrent commands).
+        pool = redis_asyncio.BlockingConnectionPool.from_url(_redis_url(), max_connections=64, timeout=10)
+        client = redis_asyncio.Redis(connection_pool=pool)
+        script = client.register_script(_PUBLISH_SCRIPT)
+
+        async def close() -> None:
+            await relay.aclose()
+            await client.aclose()
 
         async def send(session: int, event: dict) -> None:
             if args.mechanism in ("relay", "relay-xread"):
@@ -327,7 +349,9 @@ def run_mechanism(mechanism: str, opts: argparse.Namespace) -> dict:
         "mechanism": mechanism,
         "events_per_s": round(pub_result["published"]["window"] / opts.seconds),
         "pub_cpu_us_per_event": round(pub_result["cpu_s"] / events * 1e6, 1),
-        "sub_cpu_us_per_event": round(sub_result["cpu_s"] / max(1, sub_result["received"]["window"]) * 1e6, 1),
+        "sub_cpu_us_per_event": round(sub_result["cpu_s"] / sub_result["received"]["window"] * 1e6, 1)
+        if sub_result["received"]["window"]
+        else None,
         "redis_cpu_us_per_event": round(redis_cpu / max(1, pub_result["published"]["all"]) * 1e6, 1),
         "p50_ms": round(sub_result["latencies"][0] * 1000, 1) if sub_result["latencies"] else None,
         "p99_ms": round(sub_result["latencies"][1] * 1000, 1) if sub_result["latencies"] else None,
@@ -347,9 +371,14 @@ def _table(rows: list[dict], opts: argparse.Namespace) -> str:
         "| mechanism | events/s | publisher CPU/event | subscriber CPU/event | Redis CPU/event "
         "| p50 | p99 | lost | errors |\n|---|---|---|---|---|---|---|---|---|\n"
     )
+
+    def show(value: float | None, unit: str) -> str:
+        return "—" if value is None else f"{value} {unit}"
+
     lines = [
-        f"| {r['mechanism']} | {r['events_per_s']} | {r['pub_cpu_us_per_event']} µs | {r['sub_cpu_us_per_event']} µs "
-        f"| {r['redis_cpu_us_per_event']} µs | {r['p50_ms']} ms | {r['p99_ms']} ms | {r['lost']} | {r['errors']} |"
+        f"| {r['mechanism']} | {r['events_per_s']} | {show(r['pub_cpu_us_per_event'], 'µs')} "
+        f"| {show(r['sub_cpu_us_per_event'], 'µs')} | {show(r['redis_cpu_us_per_event'], 'µs')} "
+        f"| {show(r['p50_ms'], 'ms')} | {show(r['p99_ms'], 'ms')} | {r['lost']} | {r['errors']} |"
         for r in rows
     ]
     return head + "\n".join(lines) + "\n"
