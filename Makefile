@@ -82,6 +82,14 @@ bench: export BENCH_REDIS_URL ?= redis://127.0.0.1:6379/7
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench --write-docs $(BENCH_ARGS)
 
+# The relay's mechanism comparison (docs/relay.md, ~1.5 min; publisher on
+# core 0, subscriber on core 1): channels-redis core and pub/sub layers vs
+# the session relay, batched and unbatched. Options: RELAY_BENCH_ARGS.
+.PHONY: bench-relay
+bench-relay: export BENCH_REDIS_URL ?= redis://127.0.0.1:6379/7
+bench-relay: $(DEV_STAMP)
+	$(BIN)/python -m bench.relay_bench $(RELAY_BENCH_ARGS)
+
 # Production-settings deploy checks (needs SECRET_KEY and ALLOWED_HOSTS set).
 check: $(RUNTIME_STAMP)
 	$(BIN)/python manage.py check --deploy
