@@ -39,4 +39,4 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; h = os.environ.get('ALLOWED_HOSTS', 'localhost').split(',')[0].strip().lstrip('.*') or 'localhost'; u.urlopen(u.Request('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), headers={'Host': h}), timeout=4)"]
 
 # The launcher is uvicorn plus a graceful drain on SIGTERM (docs/operations.md).
-CMD ["sh", "-c", "exec python -m voiceai.serve --host 0.0.0.0 --port ${PORT}"]
+CMD ["sh", "-c", "exec python -m voiceai.ops.serve --host 0.0.0.0 --port ${PORT}"]

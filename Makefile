@@ -64,6 +64,7 @@ lint: $(DEV_STAMP)
 	mkdir -p var
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	DEBUG=1 $(BIN)/python manage.py check
 	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
 
@@ -123,7 +124,7 @@ infra-test: $(INFRA_STAMP)
 	$(BIN)/python -m pytest tests/infra tests/ops -q
 
 # The local cluster (issue 7; docs/operations.md, "Local cluster"): app
-# processes (python -m voiceai.serve) behind HAProxy (apt-get installed when
+# processes (python -m voiceai.ops.serve) behind HAProxy (apt-get installed when
 # missing) on the machine's PostgreSQL (database voiceai_cluster, created if
 # missing) and Redis (db CLUSTER_REDIS_DB, default 3). Options:
 # CLUSTER_PROCESSES (2), CLUSTER_PORT (8080), CLUSTER_STATS_PORT (8404),

@@ -68,9 +68,9 @@ ASGI_SERVERS: dict[str, object] = {
     # Bare uvicorn with its defaults: uvloop, httptools, and --ws auto, which
     # is websockets-sansio in uvicorn 0.54.
     "uvicorn-auto": lambda port: _uvicorn_app("voiceai.asgi:application", port),
-    # The production launcher, what the Dockerfile runs (voiceai/serve.py:
+    # The production launcher, what the Dockerfile runs (voiceai/ops/serve.py:
     # uvicorn, ws="websockets-sansio", no per-message deflate, drain on SIGTERM).
-    "serve": lambda port: [PY, "-m", "voiceai.serve", "--host", "127.0.0.1", "--port", str(port)],
+    "serve": lambda port: [PY, "-m", "voiceai.ops.serve", "--host", "127.0.0.1", "--port", str(port)],
     "uvicorn-gcprobe": lambda port: _uvicorn_app("bench.asgi_gcprobe:application", port),
     "uvicorn-nofreeze": lambda port: _uvicorn_app("bench.asgi_unfrozen:application", port),
     "uvicorn-gcdefault": lambda port: _uvicorn_app("bench.asgi_gcdefault:application", port),

@@ -14,7 +14,7 @@ _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^():]+)(?::\d+)?\)$")
 _BUCKETS = [
     # The launcher is the root of every stack: counting it as project code
     # would put everything under the project.
-    ("uvicorn", "/voiceai/serve.py"),
+    ("uvicorn", "/voiceai/ops/serve.py"),
     ("project: transcription", "/transcription/"),
     ("project: sessions/clinics/voiceai", ("/sessions/", "/clinics/", "/voiceai/")),
     ("channels", "/channels/"),
@@ -33,7 +33,7 @@ _BUCKETS = [
 
 
 # Function names whose inclusive share the report shows: the per-frame
-# costs the measured facts warn about.
+# costs the measured facts (docs/architecture.md) warn about.
 HOT_SPOTS = ("close_old_connections", "sync_to_async", "dumps", "group_send", "execute", "_write_audio", "write")
 
 

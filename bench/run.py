@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--project-server",
         default="serve",
-        help="server kind measured as the project (default: the Dockerfile's launcher, python -m voiceai.serve)",
+        help="server kind measured as the project (default: the Dockerfile's launcher, python -m voiceai.ops.serve)",
     )
     parser.add_argument("--compare-n", type=int, default=300, help="load at which ASGI servers are compared")
     parser.add_argument("--design-n", type=int, default=1000, help="streams across two processes")

@@ -66,7 +66,7 @@ class BenchContext:
                 "STREAM_TOKEN_TTL_SECONDS": "900",
                 "LOG_LEVEL": "WARNING",
                 "PYTHONUNBUFFERED": "1",
-                # voiceai.serve drains on SIGTERM; between trials there is
+                # voiceai.ops.serve drains on SIGTERM; between trials there is
                 # nothing to drain for.
                 "DRAIN_SECONDS": "1",
             }

@@ -2,7 +2,6 @@
 rows (keys, members, sessions) come through ``clinics.access``."""
 
 import uuid
-from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -36,24 +35,6 @@ def clinic_quota(*, clinic: Clinic) -> ClinicQuota:
     reads as the defaults, unsaved — a read never writes."""
     quota = ClinicQuota.objects.filter(clinic=clinic).first()
     return quota if quota is not None else ClinicQuota(clinic=clinic)
-
-
-def quota_with_usage(*, clinic: Clinic) -> dict[str, dict[str, Any]]:
-    """Each limit with its current use next to it."""
-    from sessions.selectors import clinic_usage  # sessions depends on clinics, not the reverse
-
-    quota = clinic_quota(clinic=clinic)
-    usage = clinic_usage(clinic=clinic)
-    return {
-        "max_concurrent_sessions": {"limit": quota.max_concurrent_sessions, "used": usage["live_sessions"]},
-        "max_session_seconds": {"limit": quota.max_session_seconds, "used": None},
-        "audio_minutes_per_month": {
-            "limit": quota.audio_minutes_per_month,
-            "used": usage["audio_minutes_this_month"],
-            "period_start": usage["month_start"],
-        },
-        "storage_bytes": {"limit": quota.storage_bytes, "used": usage["storage_bytes"]},
-    }
 
 
 def user_find(*, username: str) -> AbstractBaseUser:

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from clinics.access import Principal, segments_visible_to, sessions_visible_to, system_principal
 from clinics.models import Clinic
+from clinics.selectors import clinic_quota
 from sessions.models import ConsultationSession, SessionStatus, TranscriptSegment
 
 
@@ -58,4 +59,20 @@ def clinic_usage(*, clinic: Clinic) -> dict[str, Any]:
         "audio_minutes_this_month": round(month_ms / 60000, 2),
         "storage_bytes": sessions.aggregate(b=Sum("audio_bytes"))["b"] or 0,
         "month_start": month_start,
+    }
+
+
+def quota_with_usage(*, clinic: Clinic) -> dict[str, dict[str, Any]]:
+    """Each limit with its current use next to it."""
+    quota = clinic_quota(clinic=clinic)
+    usage = clinic_usage(clinic=clinic)
+    return {
+        "max_concurrent_sessions": {"limit": quota.max_concurrent_sessions, "used": usage["live_sessions"]},
+        "max_session_seconds": {"limit": quota.max_session_seconds, "used": None},
+        "audio_minutes_per_month": {
+            "limit": quota.audio_minutes_per_month,
+            "used": usage["audio_minutes_this_month"],
+            "period_start": usage["month_start"],
+        },
+        "storage_bytes": {"limit": quota.storage_bytes, "used": usage["storage_bytes"]},
     }

@@ -9,7 +9,9 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 
 from asgiref.sync import sync_to_async
+from django.core.exceptions import SuspiciousOperation
 from django.core.files.storage import FileSystemStorage, Storage, default_storage
+from storages.utils import safe_join
 
 from voiceai.logging import get_logger
 
@@ -20,6 +22,17 @@ def _check_prefix(prefix: str) -> None:
     # An empty or rooted prefix would erase every clinic's objects.
     if not prefix or not prefix.endswith("/") or prefix.startswith("/") or ".." in prefix.split("/"):
         raise ValueError("storage prefix must be a relative 'dir/.../' path")
+
+
+def _s3_key(storage: Storage, name: str) -> str | None:
+    """The bucket key of ``name`` on an S3 storage (under its ``location``,
+    as S3Storage stores it), or None for other storages."""
+    if getattr(storage, "bucket", None) is None or not hasattr(storage, "location"):
+        return None
+    try:
+        return safe_join(storage.location, name)
+    except ValueError:
+        raise SuspiciousOperation(f"Attempted access to {name!r} denied.") from None
 
 
 def _delete_tree(storage: Storage, path: str) -> int:
@@ -45,12 +58,11 @@ def storage_delete_prefix(prefix: str, *, storage: Storage | None = None) -> int
     objects were deleted. Missing prefixes delete nothing."""
     _check_prefix(prefix)
     storage = storage or default_storage
-    bucket = getattr(storage, "bucket", None)
-    if bucket is not None and hasattr(storage, "_normalize_name"):
+    key_prefix = _s3_key(storage, prefix)
+    if key_prefix is not None:
         # S3: one listing, deletes in batches of up to 1,000 keys.
-        key_prefix = storage._normalize_name(prefix)
         deleted = 0
-        for response in bucket.objects.filter(Prefix=key_prefix).delete():
+        for response in storage.bucket.objects.filter(Prefix=key_prefix).delete():
             deleted += len(response.get("Deleted", []))
             if response.get("Errors"):
                 log.error("storage_delete_errors", count=len(response["Errors"]))
@@ -78,9 +90,9 @@ def storage_iter_range(
     storage = storage or default_storage
     if length <= 0:
         return
-    bucket = getattr(storage, "bucket", None)
-    if bucket is not None and hasattr(storage, "_normalize_name"):
-        obj = bucket.Object(storage._normalize_name(key))
+    s3_key = _s3_key(storage, key)
+    if s3_key is not None:
+        obj = storage.bucket.Object(s3_key)
         body = obj.get(Range=f"bytes={start}-{start + length - 1}")["Body"]
         try:
             yield from body.iter_chunks(chunk_size)

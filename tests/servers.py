@@ -170,11 +170,11 @@ def _uvicorn_cmd(port: int, extra_args: list[str] | None) -> list[str]:
 
 
 def _serve_cmd(port: int, extra_args: list[str] | None) -> list[str]:
-    """The production launcher (``python -m voiceai.serve``): uvicorn whose
-    SIGTERM drains the process first (voiceai.drain)."""
+    """The production launcher (``python -m voiceai.ops.serve``): uvicorn whose
+    SIGTERM drains the process first (voiceai.ops.drain)."""
     venv_python = REPO_ROOT / ".venv" / "bin" / "python"
     python = str(venv_python) if venv_python.exists() else sys.executable
-    return [python, "-m", "voiceai.serve", "--host", "127.0.0.1", "--port", str(port), *(extra_args or [])]
+    return [python, "-m", "voiceai.ops.serve", "--host", "127.0.0.1", "--port", str(port), *(extra_args or [])]
 
 
 def spawn_server(

@@ -68,7 +68,7 @@ def test_it_builds_a_non_root_image_with_static_files_and_a_healthcheck():
     assert re.search(r"SECRET_KEY=\S+.*collectstatic", dockerfile, re.S)
     assert "ENV SECRET_KEY" not in dockerfile  # the build-time key never reaches the image's environment
     assert re.search(r"^HEALTHCHECK .*/healthz", dockerfile, re.M | re.S)
-    assert "python -m voiceai.serve --host 0.0.0.0 --port ${PORT}" in dockerfile
+    assert "python -m voiceai.ops.serve --host 0.0.0.0 --port ${PORT}" in dockerfile
 
 
 def test_it_keeps_local_state_out_of_the_image():

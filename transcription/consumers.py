@@ -27,12 +27,12 @@ from transcription.socket_auth import StreamAuth, authorize
 from transcription.stream import ProducerStream, new_owner_id
 from transcription.viewer import ViewerStream
 from transcription.wire import Close, StreamError, WsSocket
-from voiceai import drain
 from voiceai.client_ip import client_ip
 from voiceai.db import db_async
 from voiceai.errors import DomainError
 from voiceai.logging import get_logger
-from voiceai.metrics import WS_CONNECTIONS
+from voiceai.ops import drain
+from voiceai.ops.metrics import WS_CONNECTIONS
 
 log = get_logger(__name__)
 

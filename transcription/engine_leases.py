@@ -13,7 +13,7 @@ from collections.abc import Callable
 from transcription.engine_quota import EngineQuota, StreamLease
 from transcription.engines.base import Engine, EngineError, EngineStream, StreamConfig
 from voiceai.logging import get_logger
-from voiceai.metrics import ENGINE_REGION_STREAMS, ENGINE_STREAM_FAILURES, ENGINE_STREAM_STARTS
+from voiceai.ops.metrics import ENGINE_REGION_STREAMS, ENGINE_STREAM_FAILURES, ENGINE_STREAM_STARTS
 
 logger = get_logger(__name__)
 

@@ -40,7 +40,7 @@ from django.conf import settings
 
 from transcription.engines.base import EngineError
 from voiceai.logging import get_logger
-from voiceai.metrics import ENGINE_QUEUE_LENGTH
+from voiceai.ops.metrics import ENGINE_QUEUE_LENGTH
 
 logger = get_logger(__name__)
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the realtime pipeline (names in voiceai/metrics.py).
+"""Prometheus metrics of the realtime pipeline (names in voiceai/ops/metrics.py).
 
 Nothing here runs per audio frame. Gauges that describe the process's
 streams right now (durable-ack lag, engine streams open) are computed when
@@ -17,7 +17,7 @@ from django.conf import settings
 
 from sessions.audio import bytes_per_ms
 from transcription.stream_seams import ACTIVE_STREAMS
-from voiceai.metrics import (
+from voiceai.ops.metrics import (
     AUDIO_SECONDS,
     DURABLE_ACK_LAG,
     ENGINE_STREAM_FAILURES,

@@ -4,7 +4,7 @@ error and close codes.
 Consumers run one plain ``receive()`` loop instead of Channels' consumer
 dispatch, which hops to a thread (``close_old_connections``) and builds
 tasks for every message — unaffordable at 10 audio frames per second per
-stream (see the measured facts). Sending is a single ``send`` call.
+stream (docs/architecture.md, "Measured facts"). Sending is a single ``send`` call.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from voiceai.errors import Close, DomainError
-from voiceai.metrics import WS_CLOSES
+from voiceai.ops.metrics import WS_CLOSES
 
 if TYPE_CHECKING:
     from sessions.models import TranscriptSegment

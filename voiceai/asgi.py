@@ -12,7 +12,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from transcription.routing import WebSocketOriginGuard, install_token_redaction, websocket_urlpatterns  # noqa: E402
-from voiceai.cloudwatch import start_publisher as start_cloudwatch_publisher  # noqa: E402
+from voiceai.ops.cloudwatch import start_publisher as start_cloudwatch_publisher  # noqa: E402
 
 # Stream tokens ride in the query string; servers log it on connect.
 install_token_redaction()
@@ -33,7 +33,7 @@ start_cloudwatch_publisher()
 
 # The start-up heap (~75k objects after django.setup()) would otherwise be
 # rescanned by every full collection, a ~45 ms stall for every stream
-# (measured-facts.md). Freeze it once, after everything is imported.
+# (docs/architecture.md, "Measured facts"). Freeze it once, after everything is imported.
 gc.collect()
 gc.freeze()
 # Each live stream keeps ~350 tracked objects; at 10 frames/s per stream the

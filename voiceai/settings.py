@@ -42,8 +42,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "voiceai.middleware.RequestIdMiddleware",
-    "voiceai.health.HealthCheckMiddleware",
-    "voiceai.observability.HttpMetricsMiddleware",
+    "voiceai.ops.health.HealthCheckMiddleware",
+    "voiceai.ops.observability.HttpMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -251,10 +251,10 @@ ENGINE_STARTS_PER_SECOND = env_int("ENGINE_STARTS_PER_SECOND", 25, minimum=1)
 BATCH_UPLOAD_MAX_BYTES = env_int("BATCH_UPLOAD_MAX_BYTES", 200 * 1024 * 1024, minimum=1024)
 
 METRICS_TOKEN = env_str("METRICS_TOKEN")
-# On AWS each task publishes scaling/alarm metrics to CloudWatch (voiceai/cloudwatch.py).
+# On AWS each task publishes scaling/alarm metrics to CloudWatch (voiceai/ops/cloudwatch.py).
 CLOUDWATCH_METRICS_NAMESPACE = env_str("CLOUDWATCH_METRICS_NAMESPACE")
 CLOUDWATCH_METRICS_SERVICE = env_str("CLOUDWATCH_METRICS_SERVICE", "voiceai")
-# SIGTERM drain deadline (voiceai.drain, voiceai.serve). The load balancer's
+# SIGTERM drain deadline (voiceai.ops.drain, voiceai.ops.serve). The load balancer's
 # deregistration delay must exceed it.
 DRAIN_SECONDS = env_float("DRAIN_SECONDS", 20.0)
 

@@ -3,8 +3,9 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from sessions.api.batch import BatchTranscriptionView
-from voiceai import error_views, health
-from voiceai.observability import metrics_view
+from voiceai import error_views
+from voiceai.ops import health
+from voiceai.ops.observability import metrics_view
 
 api_v1 = [
     path("transcriptions/", BatchTranscriptionView.as_view(), name="api-transcriptions"),

@@ -19,8 +19,9 @@ from clinics.api.serializers import (
     StaffClinicPatchSerializer,
     StaffClinicSerializer,
 )
-from clinics.selectors import clinic_get, clinic_list, quota_with_usage
+from clinics.selectors import clinic_get, clinic_list
 from clinics.services import clinic_create, clinic_reactivate, clinic_suspend, clinic_update, quota_update
+from sessions.selectors import quota_with_usage
 
 CLINIC_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Clinic id.")
 ERRORS = {

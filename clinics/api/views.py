@@ -28,7 +28,7 @@ from clinics.api.serializers import (
     MemberSerializer,
     MemberUpdateSerializer,
 )
-from clinics.selectors import quota_with_usage, user_find
+from clinics.selectors import user_find
 from clinics.services import (
     api_key_create,
     api_key_revoke,
@@ -37,6 +37,7 @@ from clinics.services import (
     membership_remove,
     membership_update,
 )
+from sessions.selectors import quota_with_usage
 
 MEMBER_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="Membership id.")
 KEY_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="API key id.")

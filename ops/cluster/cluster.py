@@ -1,5 +1,5 @@
 """A local multi-process VoiceAI cluster: N app processes (the production
-launcher, ``python -m voiceai.serve``) behind HAProxy, on the machine's
+launcher, ``python -m voiceai.ops.serve``) behind HAProxy, on the machine's
 PostgreSQL and Redis. ``make cluster`` runs ``main()``; the cluster tests
 (tests/ops/test_cluster.py) drive ``Cluster`` directly.
 
@@ -169,7 +169,7 @@ class Cluster:
             env["DJANGO_SETTINGS_MODULE"] = "voiceai.settings"
         log = app.log_path.open("ab")
         app.proc = subprocess.Popen(
-            [python(), "-m", "voiceai.serve", "--host", "127.0.0.1", "--port", str(app.port)],
+            [python(), "-m", "voiceai.ops.serve", "--host", "127.0.0.1", "--port", str(app.port)],
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

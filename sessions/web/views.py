@@ -17,9 +17,8 @@ from django.views.decorators.http import require_http_methods
 from clinics.access import access_session, memberships_of, principal_for_user
 from clinics.api.base import SESSION_CLINIC_KEY
 from clinics.models import Language
-from clinics.selectors import quota_with_usage
 from sessions.models import SessionStatus
-from sessions.selectors import session_list
+from sessions.selectors import quota_with_usage, session_list
 from sessions.services import StorageUnavailable, session_erase, transcript_read
 from sessions.web.forms import ClinicPickForm, SessionFilterForm
 from sessions.web.i18n import LANGUAGE_LABELS, js_catalog

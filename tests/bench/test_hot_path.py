@@ -3,7 +3,7 @@
 Counted, not timed: counting wrappers around every way this code base
 leaves the event loop (asgiref's ``SyncToAsync`` — which
 ``database_sync_to_async`` is — and ``loop.run_in_executor``) and around
-every SQL statement Django executes, on any thread. The measured facts
+every SQL statement Django executes, on any thread. The measured facts (docs/architecture.md)
 explain why this matters: one thread hop per frame (Channels'
 ``aclose_old_connections``) is what caps an unmodified consumer at a few
 hundred streams per core.

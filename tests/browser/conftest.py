@@ -25,7 +25,7 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 FAKE_MIC_WAV = REPO / "tests" / "fixtures" / "audio" / "console_consultation_en.wav"
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 
-# measured-facts.md, "Real-browser tests with a fake microphone".
+# docs/architecture.md, "Measured facts": real-browser tests with a fake microphone.
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from prometheus_client import Counter, Gauge, Histogram
 
-import voiceai.metrics
+import voiceai.ops.metrics
 from tests.ops.promql import ROOT, allowed_series_names, documented_metrics, metric_names
 
 ALERTS = ROOT / "ops" / "alerts.yml"
@@ -50,9 +50,9 @@ def test_it_reads_only_documented_metrics() -> None:
 
 
 def test_it_documents_exactly_what_the_app_defines() -> None:
-    """docs/operations.md and voiceai/metrics.py agree on names, types, labels."""
+    """docs/operations.md and voiceai/ops/metrics.py agree on names, types, labels."""
     defined: dict[str, tuple[str, tuple[str, ...]]] = {}
-    for obj in vars(voiceai.metrics).values():
+    for obj in vars(voiceai.ops.metrics).values():
         if isinstance(obj, Counter):
             defined[f"{obj._name}_total"] = ("counter", tuple(obj._labelnames))
         elif isinstance(obj, Gauge):

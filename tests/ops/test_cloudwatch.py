@@ -8,7 +8,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 from prometheus_client import CollectorRegistry, Gauge
 
-from voiceai.cloudwatch import metric_data, publish_once
+from voiceai.ops.cloudwatch import metric_data, publish_once
 
 
 @pytest.fixture

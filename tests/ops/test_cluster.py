@@ -1,6 +1,6 @@
 """The local cluster (ops/cluster, ``make cluster``): app processes behind
 HAProxy on PostgreSQL and a Redis of the test's own, streamed to by the
-reference client (transcription.client: resumes from the last Ack with a
+reference client (examples.reference_client: resumes from the last Ack with a
 fresh token and takeover) through the load balancer.
 
 - a rolling restart of every process under load: no audio lost (the stored
@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from examples.reference_client import Api, Printer, Producer, UnackedAudio, capture, wav_sha256
 from sessions.models import ConsultationSession, TranscriptSegment
 from tests.servers import current_database_url, free_port, requires_shared_database
 from tests.transcription.helpers import pcm
-from transcription.client import Api, Printer, Producer, UnackedAudio, capture, wav_sha256
 from transcription.live_state import live_state_key
 from voiceai.db import db_async
 

@@ -1,4 +1,4 @@
-"""The drain state in-process (voiceai.drain): /readyz fails with
+"""The drain state in-process (voiceai.ops.drain): /readyz fails with
 ``draining`` and new sockets are refused with 1012 before their single-use
 token is spent. The SIGTERM path itself is tested with real processes in
 test_runtime.py."""
@@ -6,8 +6,8 @@ test_runtime.py."""
 import json
 
 from tests.transcription.helpers import communicator, expect_close, make_session, token_for
-from voiceai import drain
 from voiceai.db import db_async
+from voiceai.ops import drain
 
 adb = db_async
 

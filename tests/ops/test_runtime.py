@@ -1,5 +1,5 @@
 """The runtime side of operating VoiceAI, against real server processes
-started through the production launcher (``python -m voiceai.serve``):
+started through the production launcher (``python -m voiceai.ops.serve``):
 
 - /metrics after (and during) a short stream;
 - JSON log lines carry the request, clinic and session ids, and never the
@@ -28,7 +28,7 @@ from voiceai.db import db_async
 pytestmark = [pytest.mark.slow, requires_shared_database()]
 
 adb = db_async
-SERVE = "serve"  # tests.servers launcher: python -m voiceai.serve
+SERVE = "serve"  # tests.servers launcher: python -m voiceai.ops.serve
 
 
 def _stream_url(server, session_id, token: str, kind: str = "stream") -> str:

@@ -1,4 +1,4 @@
-"""The reference client (``python -m transcription.client``) against a real
+"""The reference client (``python -m examples.reference_client``) against a real
 server process: upload, live output, resume after a dropped connection, and
 the sha256 check of the stored audio.
 
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from examples.reference_client import wav_sha256
 from sessions.audio import wav_bytes
 from sessions.models import ConsultationSession, TranscriptSegment
 from tests.servers import REPO_ROOT, base_env, requires_shared_database, start_server
-from transcription.client import wav_sha256
 
 pytestmark = [pytest.mark.slow, requires_shared_database()]
 
@@ -39,7 +39,7 @@ def _pcm(path: Path) -> bytes:
 
 def _run_client(path: Path, url: str, api_key: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "transcription.client", str(path), "--url", url, "--api-key", api_key, *args],
+        [sys.executable, "-m", "examples.reference_client", str(path), "--url", url, "--api-key", api_key, *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -207,7 +207,7 @@ def test_it_survives_a_killed_server_and_resumes_on_its_replacement(
     first = server_factory(env={"TRANSCRIPTION_ENGINE": "fake"})
     args = [str(CONSULT), "--url", first.url, "--api-key", api_key_a_clinician, "--speed", "3"]
     client = subprocess.Popen(
-        [sys.executable, "-m", "transcription.client", *args],
+        [sys.executable, "-m", "examples.reference_client", *args],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

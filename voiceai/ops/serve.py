@@ -1,9 +1,9 @@
-"""The production launcher: ``python -m voiceai.serve [--host H] [--port P]``.
+"""The production launcher: ``python -m voiceai.ops.serve [--host H] [--port P]``.
 
 uvicorn with the settings the measurements chose (``websockets-sansio``
 implementation, no access log) and one difference from ``uvicorn`` on the
 command line: the first SIGTERM (or Ctrl-C) *drains* the process before
-uvicorn stops it (``voiceai.drain``: readiness fails, new streams are
+uvicorn stops it (``voiceai.ops.drain``: readiness fails, new streams are
 refused with 1012, live producers are flushed, acknowledged and closed with
 1012 so they resume on another process), bounded by DRAIN_SECONDS. A second
 SIGINT stops at once.
@@ -50,7 +50,7 @@ class DrainingServer(uvicorn.Server):
         self._drain_task = loop.create_task(self._drain_then_exit(sig))
 
     async def _drain_then_exit(self, sig: int) -> None:
-        from voiceai import drain
+        from voiceai.ops import drain
 
         try:
             await drain.drain(self.drain_seconds)
@@ -86,7 +86,7 @@ def build(host: str, port: int, *, drain_seconds: float | None = None) -> Draini
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m voiceai.serve", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m voiceai.ops.serve", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))  # noqa: S104 - a container's listener
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """Reference client: stream a WAV file to VoiceAI and print the live transcript.
 
-    python -m transcription.client FILE.wav --url http://127.0.0.1:8000 --api-key KEY \\
+    python -m examples.reference_client FILE.wav --url http://127.0.0.1:8000 --api-key KEY \\
         [--speed N] [--external-ref R] [--language L]
 
 What it shows an integrator, in order:
@@ -383,7 +383,7 @@ async def transcribe_file(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m transcription.client", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m examples.reference_client", description=__doc__.split("\n")[0])
     parser.add_argument("file", help="16-bit PCM mono WAV")
     parser.add_argument("--url", required=True, help="server base URL, e.g. http://127.0.0.1:8000")
     parser.add_argument("--api-key", required=True, help="a clinic API key (Authorization: Api-Key ...)")

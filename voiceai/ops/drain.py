@@ -1,4 +1,4 @@
-"""Graceful drain of one app process (SIGTERM; started by ``voiceai.serve``).
+"""Graceful drain of one app process (SIGTERM; started by ``voiceai.ops.serve``).
 
 Order, all within DRAIN_SECONDS:
 

@@ -16,8 +16,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from voiceai import drain
 from voiceai.logging import get_logger
+from voiceai.ops import drain
 
 log = get_logger(__name__)
 
@@ -78,7 +78,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_http_methods(["GET", "HEAD"])
 def readyz(request: HttpRequest) -> JsonResponse:
     if drain.is_draining():
-        # SIGTERM received (voiceai.drain): the load balancer must stop
+        # SIGTERM received (voiceai.ops.drain): the load balancer must stop
         # sending new connections here while the live ones are moved.
         return JsonResponse({"status": "draining"}, status=503)
     results: dict[str, str] = {}

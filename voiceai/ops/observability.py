@@ -6,7 +6,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from voiceai.metrics import HTTP_REQUESTS
+from voiceai.ops.metrics import HTTP_REQUESTS
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
