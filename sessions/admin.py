@@ -19,7 +19,7 @@ from clinics.admin_scoping import TenantScopedAdminMixin, actor_for, administere
 from clinics.audit import AuditAction, audit_record
 from clinics.models import Role
 from sessions import services
-from sessions.models import ConsultationSession, SessionStatus, TranscriptSegment
+from sessions.models import OPEN_STATUSES, ConsultationSession, TranscriptSegment
 from voiceai.errors import DomainError
 
 
@@ -115,7 +115,7 @@ class ConsultationSessionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     @admin.action(description="End selected sessions", permissions=["end"])
     def end_sessions(self, request: HttpRequest, queryset: QuerySet[ConsultationSession]) -> None:
         ended = 0
-        for session in queryset.filter(status__in=[SessionStatus.CREATED, SessionStatus.LIVE]):
+        for session in queryset.filter(status__in=OPEN_STATUSES):
             services.session_end(principal=_session_principal(request, session), session=session)
             ended += 1
         self.message_user(request, f"Ended {ended} session(s).")

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_http_methods
 from clinics.access import access_session, memberships_of, principal_for_user
 from clinics.api.base import SESSION_CLINIC_KEY
 from clinics.models import Language
-from sessions.models import SessionStatus
+from sessions.models import OPEN_STATUSES, SessionStatus
 from sessions.selectors import quota_with_usage, session_list
 from sessions.services import StorageUnavailable, session_erase, transcript_read
 from sessions.web.forms import ClinicPickForm, SessionFilterForm
@@ -110,7 +110,7 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
             duration=clock(session.audio_duration_ms),
             formats=TRANSCRIPT_FORMATS,
             has_audio=bool(session.audio_bytes or session.storage_key),
-            is_open=session.status in (SessionStatus.CREATED, SessionStatus.LIVE),
+            is_open=session.status in OPEN_STATUSES,
         ),
     )
 
@@ -119,7 +119,7 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
 def session_live(request: HttpRequest, session_id: str) -> HttpResponse:
     principal = console_principal(request)
     session = access_session(principal, session_id)
-    follow = session.status in (SessionStatus.CREATED, SessionStatus.LIVE)
+    follow = session.status in OPEN_STATUSES
     # An ended session has nothing live to follow: show what was stored.
     segments = [] if follow else transcript_read(principal=principal, session=session, fmt="console-live")
     return render(
