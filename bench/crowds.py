@@ -1,5 +1,5 @@
 """The crowd trials of issue 10: what a real morning and a real deploy
-bring, on the production launcher (``python -m voiceai.serve``) with the
+bring, on the production launcher (``python -m voiceai.ops.serve``) with the
 production defaults.
 
 - ``trial_rest_burst``: many ``POST /api/v1/sessions/`` from a few threads

@@ -520,7 +520,7 @@ def crowds_markdown(results: dict[str, Any]) -> str:
     parts = [
         f"Run {m.get('date', '?')} on {m.get('cpu', '?')} ({m.get('cores')} cores); load average "
         f"{m.get('loadavg_start')} at start. Command: `{results.get('command')}`. Production launcher "
-        "(`python -m voiceai.serve`) with its default settings, one core per server process.",
+        "(`python -m voiceai.ops.serve`) with its default settings, one core per server process.",
         "",
         "| situation | target | measured | verdict |",
         "|---|---|---|---|",
