@@ -496,7 +496,10 @@ def crowds_targets(c: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             )
         )
         if f.get("seq_viewers"):
-            seq = f"seq checked at {f['seq_viewers']} viewers: {f['seq_gaps']} gaps, {f['seq_regressions']} regressions"
+            seq = (
+                f"`seq` at {f['seq_viewers']} viewers: {f['seq_regressions']} regressions, {f['seq_gaps']} numbers "
+                "skipped (reported, not judged: the relay also numbers events viewers are not sent)"
+            )
         else:
             seq = "no `seq` on viewer events"
         rows.append(
