@@ -1,16 +1,17 @@
-"""Names of a session's events on the channel layer, owned here so the
-services that publish them and the sockets that listen agree.
+"""A session's events that other layers act on, owned here so the services
+that send them and the sockets that act on them agree.
 
-Only transcript and control events travel through the channel layer, never
-raw audio: channels-redis buffers a bounded number of messages per channel
-and expires them.
+``sessions`` sends them once the change is committed; the realtime layer
+(transcription) relays them to the session's live sockets through the
+session relay. A signal keeps the dependency one way (transcription →
+sessions): sessions never imports how sockets are told.
 """
+
+from django.dispatch import Signal
 
 # Published after a session was ended (REST, admin, console, reaper) or
 # sealed by its producer: every socket of the session closes.
 SESSION_ENDED = "session.ended"
 
-
-def session_group(clinic_id: object, session_id: object) -> str:
-    # Group names allow letters, digits, hyphens, underscores and periods.
-    return f"clinic.{clinic_id}.session.{session_id}"
+# Sent after commit with clinic_id and session_id when a session was ended.
+session_ended = Signal()

@@ -13,9 +13,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from asgiref.sync import async_to_sync
 from botocore.exceptions import BotoCoreError, ClientError
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -26,7 +24,7 @@ from clinics.models import Clinic, Language
 from clinics.principals import IssuedToken, stream_token_issue
 from sessions import audio_store, storage_keys
 from sessions.audio import pcm_ms
-from sessions.events import SESSION_ENDED, session_group
+from sessions.events import session_ended
 from sessions.live import producer_attached
 from sessions.models import OPEN_STATUSES, ConsultationSession, SessionStatus, TranscriptSegment
 from sessions.selectors import clinic_usage, transcript_finals
@@ -136,17 +134,17 @@ def session_token_issue(*, principal: Principal, session: ConsultationSession) -
 
 
 def _notify_session_ended(clinic_id: Any, session_id: Any) -> None:
-    """Tell live sockets of the session to close. Runs after commit; a
-    channel layer outage must not turn a committed end into an error."""
-    try:
-        layer = get_channel_layer()
-        if layer is not None:
-            async_to_sync(layer.group_send)(session_group(clinic_id, session_id), {"type": SESSION_ENDED})
-    except Exception as exc:
-        # The class name only: a connection error's text can carry the Redis URL.
-        log.error(
-            "session_end_notify_failed", clinic_id=str(clinic_id), session_id=str(session_id), error=type(exc).__name__
-        )
+    """Tell live sockets of the session to close. Runs after commit; an
+    outage of the relay must not turn a committed end into an error."""
+    for _, result in session_ended.send_robust(sender=None, clinic_id=clinic_id, session_id=session_id):
+        if isinstance(result, Exception):
+            # The class name only: a connection error's text can carry the Redis URL.
+            log.error(
+                "session_end_notify_failed",
+                clinic_id=str(clinic_id),
+                session_id=str(session_id),
+                error=type(result).__name__,
+            )
 
 
 @transaction.atomic

@@ -18,13 +18,15 @@ from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qs
 
 import structlog
-from channels.layers import get_channel_layer
 from django.conf import settings
 
 from sessions.models import CLOSED_STATUSES
+from transcription.engine_feed import EngineOpener, default_engine_opener
 from transcription.live_state import get_live_store
+from transcription.relay import get_relay
 from transcription.socket_auth import StreamAuth, authorize
-from transcription.stream import ProducerStream, new_owner_id
+from transcription.stream import ProducerStream
+from transcription.stream_registry import new_owner_id
 from transcription.viewer import ViewerStream
 from transcription.wire import Close, StreamError, WsSocket
 from voiceai.client_ip import client_ip
@@ -130,24 +132,26 @@ class _RawWebSocketApp:
 _COUNT = re.compile(r"^[0-9]{1,9}$")
 
 
-def _finals_received(query: dict[str, str]) -> int | None:
-    """``finals_received``: how many finals the client has received for this
-    session over all its connections; the stored ones after them are re-sent
-    after Begin. Absent: None (nothing re-sent, as for old clients)."""
-    raw = query.get("finals_received")
+def _count_param(query: dict[str, str], name: str) -> int | None:
+    """A non-negative integer query parameter; absent: None."""
+    raw = query.get(name)
     if raw is None:
         return None
     if not _COUNT.match(raw):
-        raise StreamError(Close.PROTOCOL, "bad_query", "finals_received must be a non-negative integer.")
+        raise StreamError(Close.PROTOCOL, "bad_query", f"{name} must be a non-negative integer.")
     return int(raw)
 
 
 class ProducerConsumer(_RawWebSocketApp):
     kind = "producer"
+    # How producers open their engine (tests wrap it to count or fail opens).
+    engine_opener: EngineOpener = staticmethod(default_engine_opener)
 
     async def handle(self, scope, receive, ws: WsSocket) -> None:
-        # Checked before the token is consumed: a client bug costs no token.
-        finals_received = _finals_received(_query(scope))
+        # ``finals_received``: how many finals the client has received over
+        # all its connections; the stored ones after them are re-sent after
+        # Begin. Checked before the token is consumed: a client bug costs no token.
+        finals_received = _count_param(_query(scope), "finals_received")
         auth = await _authorize(scope)
         structlog.contextvars.bind_contextvars(clinic_id=str(auth.session.clinic_id))
         if auth.session.status in CLOSED_STATUSES:
@@ -160,10 +164,11 @@ class ProducerConsumer(_RawWebSocketApp):
             ws=ws,
             auth=auth,
             live=get_live_store(),
-            layer=get_channel_layer(),
+            relay=get_relay(),
             owner=new_owner_id(),
             takeover=_query(scope).get("takeover") in ("1", "true"),
             finals_received=finals_received,
+            engine_opener=type(self).engine_opener,
         )
         await stream.start()
         await stream.run(receive)
@@ -173,6 +178,9 @@ class ViewerConsumer(_RawWebSocketApp):
     kind = "viewer"
 
     async def handle(self, scope, receive, ws: WsSocket) -> None:
+        # ``after_seq``: the last event seq this viewer received (a resume).
+        after_seq = _count_param(_query(scope), "after_seq")
         auth = await _authorize(scope)
         structlog.contextvars.bind_contextvars(clinic_id=str(auth.session.clinic_id))
-        await ViewerStream(ws=ws, auth=auth, layer=get_channel_layer(), live=get_live_store()).run(receive)
+        viewer = ViewerStream(ws=ws, auth=auth, relay=get_relay(), live=get_live_store(), after_seq=after_seq)
+        await viewer.run(receive)

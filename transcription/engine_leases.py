@@ -40,7 +40,7 @@ class LeasedStream(EngineStream):
         self._counted = True
         self.inner = inner
         self.lease = lease
-        self.native_finalize = getattr(inner, "native_finalize", True)
+        self.native_finalize = inner.native_finalize
         self._quota = quota
         self._renewer = asyncio.ensure_future(self._renew_loop())
 

@@ -1,6 +1,6 @@
 """The engine stream of a live producer for quota-bound engines (AWS).
 
-``open_for_producer`` (called by ``transcription.stream_seams.default_engine_opener``)
+``open_for_producer`` (called by ``transcription.engine_feed.default_engine_opener``)
 returns at once: the resilient
 stream queues for a lease in the background while the producer receives,
 acknowledges and stores audio; ``Queued``/``Warning`` notices go to the

@@ -142,7 +142,7 @@ class ResilientStream(EngineStream):
         inner = self._inner
         if inner is None or not self._accepting:
             return  # queued or reconnecting: the next stream starts fresh anyway
-        if getattr(inner, "native_finalize", True):
+        if inner.native_finalize:
             await inner.finalize()
         else:
             await self._end_gracefully(inner)

@@ -1,156 +1,190 @@
 """One producer connection's stream: the state the consumer is a shell over.
 
-The audio hot path (``on_audio``) validates a frame, appends it to a buffer
-and hands it to the engine stream — no await, no database, no thread hop.
-Everything else runs at a slower cadence in this object's own tasks:
+It is composed of parts, each with its own tests:
 
-- the *ticker* (every ``min(1 s, AUDIO_FLUSH_SECONDS)``): flushes the buffer
-  to storage as one part (one worker-thread hop per flush), stores the
-  finals gathered since the last flush in one bulk insert, renews the lease
-  in Redis, sends ``Ack`` (only persisted bytes are acknowledged), enforces
-  the idle timeout;
-- the *pump*: reads engine events; partials go out at once, finals wait for
-  the next flush and are sent only once they are stored, so a final a client
-  has seen survives any crash and is never sent twice;
-- the *control listener*: channel-layer messages for this session
-  (``session.ended`` from the REST API, ``stream.takeover`` from a newer
-  producer).
+- ``AudioLedger`` (audio_ledger): frame validation, the unstored buffer and
+  the session offsets — the hot path;
+- ``EngineFeed`` (engine_feed): the engine, opened and replayed from the
+  last final, its event pump and restarts;
+- ``FinalsBook`` and ``Flusher`` (flusher): finals seen and pending, and the
+  once-a-second store → tell (finals, Ack) cycle;
+- the session relay (relay): finals and coalesced partials out to viewers,
+  control events in.
 
-Opening the engine, replaying audio into it (on resume and after an engine
-failure) and restarting it live in ``stream_engine``. Seams for other parts
-of the platform live in ``stream_seams`` (engine
-opener, counters, the registry of active streams); ``send_control(payload)``
-sends a JSON message (e.g. ``Queued``) to the producer, ``go_away()``
-drains a stream on shutdown (flush, then close 1012 so the client resumes).
+The stream itself holds the life cycle (``StreamState``), the receive loop,
+partials to the client and (coalesced) to viewers, the *ticker* (flush,
+lease renewal, idle timeout, the clinic's session-length limit) and the
+*control listener* (the session's relay events: ``session.ended`` from the
+REST API, ``stream.takeover`` from a newer producer, ``viewer.joined``),
+and how a stream ends:
+
+- CloseStream or the session ended: drain the engine, flush, seal the
+  session (WAV, sha256, transcript JSON), Metadata, 1000;
+- a drop: flush what arrived, keep the session open for a resume;
+- an error or a takeover: Error, then the close code;
+- server shutdown (``go_away``): flush, Ack, 1012 so the client resumes.
+
+Book-keeping (lease release, audit row, counters) happens before the final
+close, so whoever sees the close also sees its effects.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
+import enum
+from collections.abc import Coroutine
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
 
+from clinics.access import access_session
 from sessions import audio_store
-from sessions.audio import bytes_per_ms, ms_to_bytes
-from sessions.events import session_group
-from sessions.services import finals_store, stream_start
+from sessions.events import SESSION_ENDED
+from sessions.models import OPEN_STATUSES
+from sessions.services import session_seal, stream_start, stream_stop
 from transcription import stream_metrics
-from transcription.engines.base import EngineStream, TranscriptEvent
+from transcription.audio_ledger import AudioLedger
+from transcription.engine_feed import EngineFeed, EngineOpener, default_engine_opener
+from transcription.engines.base import EngineError, TranscriptEvent
+from transcription.flusher import FinalsBook, Flusher
 from transcription.live_state import LiveStore
+from transcription.relay import RelayGap, RelayUnavailable, SessionRelay, Subscription
 from transcription.socket_auth import StreamAuth
-from transcription.stream_endings import StreamEndings
-from transcription.stream_engine import MAX_ENGINE_RESTARTS, MAX_REPLAY_MS, StreamEngine  # noqa: F401 - re-exported
-from transcription.stream_seams import (  # noqa: F401 - re-exported for integrations
-    ACTIVE_STREAMS,
-    STATS,
-    StreamCounters,
-    default_engine_opener,
-    live_group,
-    new_owner_id,
-    set_engine_opener,
-)
+from transcription.stream_registry import ACTIVE_STREAMS, STATS, StreamCounters
 from transcription.wire import PROTOCOL_VERSION, Close, StreamError, WsSocket, parse_control, segment_payload
 from voiceai.db import db_async
 from voiceai.logging import get_logger
 
 log = get_logger(__name__)
 
-MIN_FRAME_MS = 20
-MAX_FRAME_MS = 1000
-# Received audio is flushed inline (reading pauses: TCP backpressure) once
-# this much is unacknowledged, so with frames of at most 1 s no more than
-# 4 s of audio is ever unacknowledged (the promise is 5 s).
-INLINE_FLUSH_MS = 3000
 MAX_TEXT_PER_SECOND = 50
 VIEWER_PARTIAL_INTERVAL = 0.2  # partials to viewers are coalesced to 5/s
-MAX_FLUSH_FAILURES = 5
-DURATION_WARNING_SECONDS = 300  # clinicians hear of the session-length limit this early
-
+ENGINE_DRAIN_SECONDS = 10.0
 
 _run_in_thread = sync_to_async(thread_sensitive=False)
 
 
-_db = db_async
+class StreamState(enum.Enum):
+    STARTING = "starting"  # claiming, loading, opening the engine
+    STREAMING = "streaming"  # the receive loop runs
+    ENDING = "ending"  # another task decided to end it; the loop is woken
+    CLOSED = "closed"  # book-keeping done, the socket is closed
 
 
-class ProducerStream(StreamEngine, StreamEndings):
+class ViewerPartials:
+    """Partials to viewers, coalesced to one per interval with a trailing
+    edge: the last partial before a pause still reaches viewers within the
+    interval, not at the next tick."""
+
+    def __init__(self, publish, loop: asyncio.AbstractEventLoop) -> None:
+        self._publish = publish
+        self._loop = loop
+        self._last = 0.0
+        self._pending: dict | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def offer(self, payload: dict) -> None:
+        now = self._loop.time()
+        if now - self._last >= VIEWER_PARTIAL_INTERVAL:
+            self._last = now
+            self._pending = None
+            self._publish(payload)
+            return
+        self._pending = payload
+        if self._timer is None:
+            self._timer = self._loop.call_later(VIEWER_PARTIAL_INTERVAL - (now - self._last), self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        payload, self._pending = self._pending, None
+        if payload is not None:
+            self._last = self._loop.time()
+            self._publish(payload)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._pending = None
+
+
+class ProducerStream:
     def __init__(
         self,
         *,
         ws: WsSocket,
         auth: StreamAuth,
         live: LiveStore,
-        layer,
+        relay: SessionRelay,
         owner: str,
         takeover: bool = False,
         finals_received: int | None = None,
+        engine_opener: EngineOpener = default_engine_opener,
     ) -> None:
         self.ws = ws
         self.auth = auth
         self.session = auth.session
         self.principal = auth.principal
+        self.engine_name = auth.engine_name
         self.live = live
-        self.layer = layer
+        self.relay = relay
         self.owner = owner
         self.takeover = takeover
         # Finals the client says it has received over all its connections
         # (None: it did not say); the stored ones after these are re-sent.
         self.finals_received = finals_received
         self.sample_rate = self.session.sample_rate
+        self.state = StreamState.STARTING
         self.counters = StreamCounters()
+        self._loop = asyncio.get_running_loop()
         self.meter = stream_metrics.StreamMeter(
-            clinic_id=self.session.clinic_id, sample_rate=self.sample_rate, time=asyncio.get_running_loop().time
+            clinic_id=self.session.clinic_id, sample_rate=self.sample_rate, time=self._loop.time
         )
-        bpm = bytes_per_ms(self.sample_rate)
-        self._min_frame = int(MIN_FRAME_MS * bpm)
-        self._max_frame = int(MAX_FRAME_MS * bpm)
-        self._inline_flush_bytes = int(INLINE_FLUSH_MS * bpm)
         self._flush_seconds = max(0.05, float(settings.AUDIO_FLUSH_SECONDS))
         self._idle_seconds = float(settings.STREAM_IDLE_TIMEOUT_SECONDS)
-        # The clinic's max session duration, as bytes of audio (0: none).
-        limit_s = auth.max_session_seconds
-        self._max_bytes = ms_to_bytes(limit_s * 1000, self.sample_rate) if limit_s else 0
-        self._warn_bytes = ms_to_bytes(max(0, limit_s - DURATION_WARNING_SECONDS) * 1000, self.sample_rate)
-        self._duration_warned = False
-        # Session-relative byte offsets: everything before ``durable`` is in
-        # storage; ``received`` is where the next frame starts.
-        self.resume_from_byte = 0
-        self.durable = 0
-        self.received = 0
-        self._buffer = bytearray()
-        self._pending_finals: list[TranscriptEvent] = []
-        self._stored_ids: set[str] = set()
-        # Where the last final seen (stored or pending) ends: the engine
-        # restarts there on resume and after a failure.
-        self._last_final_end_ms = 0
-        self._segments = 0
-        self._engine: EngineStream | None = None
-        self._engine_ready = asyncio.Event()  # cleared while an engine restart replays
-        self._engine_ready.set()
-        self._flush_lock = asyncio.Lock()
-        self._tasks: list[asyncio.Task] = []
-        self._pump_task: asyncio.Task | None = None
-        self._loop = asyncio.get_running_loop()
-        self._last_activity = self._loop.time()
-        self._last_flush = self._loop.time()
-        self._acked_at_received = 0
-        self._text_window = (0.0, 0)
-        self._flush_failures = 0
-        self._last_viewer_partial = 0.0
-        self._pending_viewer_partial: dict | None = None
-        self._viewer_timer: asyncio.TimerHandle | None = None
-        self._viewer_send: asyncio.Task | None = None
+        self.ledger = AudioLedger(sample_rate=self.sample_rate, max_session_seconds=auth.max_session_seconds)
+        self.finals = FinalsBook()
+        self.flusher = Flusher(
+            ledger=self.ledger,
+            finals=self.finals,
+            session=self.session,
+            principal=self.principal,
+            counters=self.counters,
+            renew=self._renew,
+            send=self.ws.send_json,
+            publish=self._publish_transcript,
+            on_ack=self._on_ack,
+            clock=self._loop.time,
+        )
+        self.feed = EngineFeed(
+            host=self,
+            opener=engine_opener,
+            ledger=self.ledger,
+            flush_lock=self.flusher.lock,
+            language=auth.language,
+            vocabulary_name=auth.vocabulary_name,
+            last_final_end_ms=lambda: self.finals.last_end_ms,
+            on_event=self._on_event,
+            on_failure=self._stop,
+            on_restart=self._on_engine_restart,
+        )
+        self._viewer_partials = ViewerPartials(self._publish_transcript, self._loop)
         # Corrected by every lease renewal (≤ 1 s) and by viewer.joined.
         self._viewers_present = True
-        self._channel: str | None = None
-        self._ending: StreamError | None = None  # set when another task decides to close
+        self._last_activity = self._loop.time()
+        self._text_window = (0.0, 0)
+        self._duration_warned = False
+        self._control: Subscription | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._pump_task: asyncio.Task | None = None
+        self._ending: StreamError | None = None  # why another task ends the stream
         self._end_task: asyncio.Task | None = None
         self._done = asyncio.Event()
-        self._finished = False
 
-    # --- start -----------------------------------------------------------------
+    # --- start ------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Claim the session, take a quota slot, find the durable offset,
@@ -176,34 +210,39 @@ class ProducerStream(StreamEngine, StreamEndings):
                     "The clinic's concurrent-session quota is full.",
                     retryable=True,
                 )
+            # Listening before the session is checked open, so a REST end
+            # that commits after that check is still heard.
+            self._control = await self.relay.subscribe(clinic_id, session_id)
             if claim.previous_owner and claim.previous_owner != self.owner:
-                await self._group_send(
-                    session_group(clinic_id, session_id), {"type": "stream.takeover", "owner": self.owner}
-                )
+                self._publish({"type": "stream.takeover", "owner": self.owner})
             index = await _run_in_thread(audio_store.parts_scan)(self.session)
-            self.resume_from_byte = self.durable = self.received = self._acked_at_received = index.durable_bytes
+            self.ledger.start_at(index.durable_bytes)
             # SessionEnded (4409) and QuotaExceeded (4429) close the socket
             # through the error map (voiceai.errors).
-            started = await _db(stream_start)(
+            started = await db_async(stream_start)(
                 principal=self.principal,
                 session_id=session_id,
-                resume_from_byte=self.durable,
+                resume_from_byte=self.ledger.durable,
                 takeover=bool(claim.previous_owner),
                 finals_received=self.finals_received,
             )
-            self._stored_ids = started.stored_final_ids
-            self._segments = started.segments
-            self._last_final_end_ms = started.last_final_end_ms
-            await self._open_engine_replaying(index)
-            self._channel = await self.layer.new_channel() if self.layer is not None else None
-            if self._channel is not None:
-                await self.layer.group_add(session_group(clinic_id, session_id), self._channel)
+            # Stored finals are remembered as ending at the last one: only
+            # those near it could be produced again by a replay.
+            self.finals = self.flusher.finals = FinalsBook(
+                stored=dict.fromkeys(started.stored_final_ids, started.last_final_end_ms),
+                segments=started.segments,
+                last_end_ms=started.last_final_end_ms,
+            )
+            await self.feed.open_replaying(index)
         except BaseException:
+            if self._control is not None:
+                await self._control.aclose()
             await self.live.release(clinic_id=clinic_id, session_id=session_id, owner=self.owner, durable_bytes=0)
             raise
+        self.state = StreamState.STREAMING
         STATS.streams_active += 1
         STATS.streams_started += 1
-        self.meter.started(received=self.received)
+        self.meter.started(received=self.ledger.received)
         ACTIVE_STREAMS.add(self)
         await self.ws.send_json(
             {
@@ -211,32 +250,54 @@ class ProducerStream(StreamEngine, StreamEndings):
                 "session_id": str(session_id),
                 "protocol": PROTOCOL_VERSION,
                 "sample_rate": self.sample_rate,
-                "resume_from_byte": self.durable,
+                "resume_from_byte": self.ledger.durable,
             }
         )
         # Finals stored after the client's connection was gone (the flush
         # after a drop), before any new transcript. Viewers had them already.
         for payload in map(segment_payload, started.unreceived_finals):
             await self.ws.send_json(payload)
-        self._pump_task = self._spawn(self._pump(self._engine))
+        self._pump_task = self._spawn(self.feed.pump())
         self._spawn(self._ticker())
-        if self._channel is not None:
-            self._spawn(self._control_listener())
+        self._spawn(self._control_listener())
         log.info(
             "stream_started",
             session_id=str(session_id),
             clinic_id=str(clinic_id),
-            resume_from_byte=self.durable,
+            resume_from_byte=self.ledger.durable,
             takeover=bool(claim.previous_owner),
             finals_resent=len(started.unreceived_finals),
         )
 
-    def _spawn(self, coro) -> asyncio.Task:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task:
         task = self._loop.create_task(coro)
         self._tasks.append(task)
         return task
 
-    # --- the receive loop ------------------------------------------------------------
+    # --- what other parts of the platform read ------------------------------------------
+
+    @property
+    def durable(self) -> int:
+        return self.ledger.durable
+
+    @property
+    def received(self) -> int:
+        return self.ledger.received
+
+    @property
+    def finished(self) -> bool:
+        return self.state is StreamState.CLOSED or self._ending is not None
+
+    def unstored_seconds(self) -> float:
+        """Seconds the oldest unstored audio has waited (durable-ack lag)."""
+        if self.state is not StreamState.STREAMING:
+            return 0.0
+        return self.flusher.unstored_seconds(self._loop.time())
+
+    async def send_control(self, payload: dict) -> None:
+        await self.ws.send_json(payload)
+
+    # --- the receive loop -------------------------------------------------------------------
 
     async def run(self, receive) -> None:
         """Read the client until it closes, CloseStream, or a StreamError."""
@@ -252,8 +313,8 @@ class ProducerStream(StreamEngine, StreamEndings):
                 data = message.get("bytes")
                 if data is not None:
                     self.on_audio(data)
-                    if len(self._buffer) >= self._inline_flush_bytes:
-                        await self._flush_or_fail()
+                    if self.ledger.needs_inline_flush:
+                        await self.flusher.flush_or_fail()
                     continue
                 if await self.on_text(message.get("text")):
                     reason = "closed"
@@ -263,8 +324,6 @@ class ProducerStream(StreamEngine, StreamEndings):
                 # ended, engine failure); it closed the socket, which woke us.
                 await self._end_task
                 return
-            if self._ending is not None:
-                raise self._ending
         except StreamError as exc:
             await self._end_with_error(exc)
             return
@@ -282,22 +341,14 @@ class ProducerStream(StreamEngine, StreamEndings):
 
     def on_audio(self, data: bytes) -> None:
         """The hot path: no await, no I/O."""
-        n = len(data)
-        if n & 1:
-            raise StreamError(Close.PROTOCOL, "odd_length_frame", "Audio frames hold whole 16-bit samples.")
-        if n < self._min_frame:
-            raise StreamError(Close.PROTOCOL, "frame_too_small", f"Audio frames hold at least {MIN_FRAME_MS} ms.")
-        if n > self._max_frame:
-            raise StreamError(Close.PROTOCOL, "frame_too_large", f"Audio frames hold at most {MAX_FRAME_MS} ms.")
-        self._buffer += data
-        self.received += n
+        self.ledger.accept(data)
         self._last_activity = self._loop.time()
+        n = len(data)
         self.counters.frames_in += 1
         self.counters.bytes_in += n
         STATS.frames_in += 1
         STATS.bytes_in += n
-        if self._engine is not None:
-            self._engine.send_audio(data)
+        self.feed.send(data)
 
     async def on_text(self, text: str | None) -> bool:
         """A control message; True for CloseStream."""
@@ -311,104 +362,88 @@ class ProducerStream(StreamEngine, StreamEndings):
         kind = parse_control(text)
         self._last_activity = now
         if kind == "Finalize":
-            if self._engine is not None:
-                await self._engine.finalize()
+            await self.feed.finalize()
             await asyncio.sleep(0)  # let the pump take the finals
-            await self._flush_or_fail()
+            await self.flusher.flush_or_fail()
         return kind == "CloseStream"
 
-    # --- engine events ------------------------------------------------------------------
+    # --- engine events -----------------------------------------------------------------------
 
     async def _on_event(self, event: TranscriptEvent) -> None:
         self.meter.transcript(event)
         if event.is_final:
-            if event.segment_id in self._stored_ids or any(
-                f.segment_id == event.segment_id for f in self._pending_finals
-            ):
-                return
-            self._pending_finals.append(event)
-            self._last_final_end_ms = max(self._last_final_end_ms, event.end_ms)
+            # Sent once stored, at the next flush.
+            self.finals.add(event)
             return
         payload = segment_payload(event)
         await self.ws.send_json(payload)
         self.counters.partials_out += 1
         STATS.partials_out += 1
-        if not self._viewers_present:
-            return  # nobody watches: no channel-layer traffic for partials
-        now = self._loop.time()
-        if now - self._last_viewer_partial >= VIEWER_PARTIAL_INTERVAL:
-            self._last_viewer_partial = now
-            self._pending_viewer_partial = None
-            await self._broadcast(payload)
-        else:
-            self._pending_viewer_partial = payload
-            if self._viewer_timer is None:
-                # Trailing edge: the last partial before a pause reaches
-                # viewers within the interval, not at the next 1 s tick.
-                delay = VIEWER_PARTIAL_INTERVAL - (now - self._last_viewer_partial)
-                self._viewer_timer = self._loop.call_later(delay, self._viewer_partial_due)
+        if self._viewers_present and self.state is StreamState.STREAMING:
+            # Nobody watches: no cross-process traffic for partials.
+            self._viewer_partials.offer(payload)
 
-    def _viewer_partial_due(self) -> None:
-        self._viewer_timer = None
-        payload, self._pending_viewer_partial = self._pending_viewer_partial, None
-        if payload is not None and not self._finished:
-            self._last_viewer_partial = self._loop.time()
-            self._viewer_send = self._loop.create_task(self._broadcast(payload))
+    async def _on_engine_restart(self, exc: EngineError) -> None:
+        self.counters.engine_restarts += 1
+        STATS.engine_restarts += 1
+        await self.send_control({"type": "Warning", "code": "engine_restarted", "message": exc.code})
 
-    async def _broadcast(self, payload: dict) -> None:
-        await self._group_send(
-            live_group(self.session.clinic_id, self.session.pk), {"type": "transcript", "event": payload}
-        )
+    def _on_ack(self) -> None:
+        self.meter.acked(received=self.ledger.received, last_frame_at=self._last_activity)
 
-    async def _group_send(self, group: str, message: dict) -> None:
-        if self.layer is None:
-            return
-        try:
-            await self.layer.group_send(group, message)
-        except Exception:
-            # Viewers miss a live event; the stored transcript is unaffected.
-            log.warning("group_send_failed", session_id=str(self.session.pk))
+    # --- viewers and control messages ----------------------------------------------------------
 
-    async def send_control(self, payload: dict) -> None:
-        await self.ws.send_json(payload)
+    def _publish(self, event: dict) -> None:
+        self.relay.publish_nowait(self.session.clinic_id, self.session.pk, event)
 
-    # --- flushes ---------------------------------------------------------------------------
+    def _publish_transcript(self, payload: dict) -> None:
+        self._publish({"type": "transcript", "event": payload})
 
-    async def flush(self) -> None:
-        """Persist buffered audio as one part and pending finals in one
-        insert, then tell the client (finals, Ack) and viewers."""
-        async with self._flush_lock:
-            started = time.perf_counter()
-            session_id = self.session.pk
-            # Ownership first: a producer that was taken over stops writing.
-            await self._renew()
-            data = bytes(self._buffer)
-            finals = self._pending_finals[:]
-            if data:
-                await _run_in_thread(audio_store.part_write)(self.session, start=self.durable, data=data)
-                # Frames received meanwhile were appended after ``data``.
-                del self._buffer[: len(data)]
-                self.durable += len(data)
-            if finals:
-                await _db(finals_store)(principal=self.principal, session_id=session_id, finals=finals)
-                del self._pending_finals[: len(finals)]
-                for final in finals:
-                    self._stored_ids.add(final.segment_id)
-                self._segments += len(finals)
-            self._last_flush = self._loop.time()
-            self._flush_failures = 0
-            self.counters.flushes += 1
-            STATS.flushes += 1
-            STATS.bytes_durable += len(data)
-            STATS.flush_seconds_total += time.perf_counter() - started
-            for final in sorted(finals, key=lambda f: (f.start_ms, f.end_ms)):
-                payload = segment_payload(final)
-                await self.ws.send_json(payload)
-                await self._broadcast(payload)
-                self.counters.finals_out += 1
-                STATS.finals_out += 1
-            if data or self.received != self._acked_at_received:
-                await self._ack()
+    async def _control_listener(self) -> None:
+        """The session's relay events for its producer: ``session.ended``
+        (the REST API), ``stream.takeover`` (a newer producer),
+        ``viewer.joined``; transcripts are this stream's own. It outlives
+        Redis errors: after a gap (events lost: Redis came back empty, or
+        this listener fell behind) it listens again and asks the database
+        whether the session ended meanwhile."""
+        failures = 0
+        while True:
+            try:
+                if self._control is None:
+                    self._control = await self.relay.subscribe(self.session.clinic_id, self.session.pk)
+                    if not await db_async(self._session_open)():
+                        self._stop(StreamError(Close.NORMAL, "session_ended", "The session was ended."))
+                        return
+                    failures = 0
+                async for item in self._control:
+                    if self._on_control(item.event):
+                        return
+                return
+            except RelayGap as gap:
+                log.warning("control_gap", session_id=str(self.session.pk), reason=gap.reason)
+                self._control = None
+            except (RelayUnavailable, DatabaseError):
+                failures += 1
+                log.warning("control_listen_retry", session_id=str(self.session.pk), failures=failures)
+                await asyncio.sleep(min(5.0, 0.2 * 2**failures))
+
+    def _session_open(self) -> bool:
+        return access_session(self.principal, self.session.pk).status in OPEN_STATUSES
+
+    def _on_control(self, event: dict) -> bool:
+        """Act on one control event; True when the stream ends."""
+        kind = event.get("type")
+        if kind == SESSION_ENDED:
+            self._stop(StreamError(Close.NORMAL, "session_ended", "The session was ended."))
+            return True
+        if kind == "viewer.joined":
+            self._viewers_present = True
+        elif kind == "stream.takeover" and event.get("owner") != self.owner:
+            self._stop(StreamError(Close.CONFLICT, "taken_over", "Another connection took this session over."))
+            return True
+        return False
+
+    # --- the ticker ----------------------------------------------------------------------------
 
     async def _renew(self) -> None:
         try:
@@ -416,7 +451,7 @@ class ProducerStream(StreamEngine, StreamEndings):
                 clinic_id=self.session.clinic_id,
                 session_id=self.session.pk,
                 owner=self.owner,
-                durable_bytes=self.durable,
+                durable_bytes=self.ledger.durable,
             )
             self._viewers_present = viewers > 0
         except Exception:
@@ -424,36 +459,6 @@ class ProducerStream(StreamEngine, StreamEndings):
             log.warning("lease_renew_failed", session_id=str(self.session.pk))
         if not owned:
             raise StreamError(Close.CONFLICT, "taken_over", "Another connection took this session over.")
-
-    async def _ack(self) -> None:
-        self.meter.acked(received=self.received, last_frame_at=self._last_activity)
-        self._acked_at_received = self.received
-        await self.ws.send_json({"type": "Ack", "audio_bytes_durable": self.durable})
-        self.counters.acks_out += 1
-        STATS.acks_out += 1
-
-    async def _flush_or_fail(self) -> None:
-        """Flush; on storage/DB errors retry with backoff (reading waits,
-        which is backpressure), and give up with 1011 after a few."""
-        while True:
-            try:
-                await self.flush()
-                return
-            except StreamError:
-                raise
-            except Exception:
-                self._flush_failures += 1
-                STATS.flush_failures += 1
-                stream_metrics.storage_error("flush")
-                log.warning("flush_failed", session_id=str(self.session.pk), failures=self._flush_failures)
-                if self._flush_failures >= MAX_FLUSH_FAILURES:
-                    raise StreamError(
-                        Close.INTERNAL, "storage_unavailable", "Audio could not be stored.", retryable=True
-                    ) from None
-                await self.send_control(
-                    {"type": "Warning", "code": "storage_retry", "message": "Storing audio is delayed."}
-                )
-                await asyncio.sleep(0.2 * self._flush_failures)
 
     async def _ticker(self) -> None:
         tick = min(1.0, self._flush_seconds)
@@ -468,16 +473,16 @@ class ProducerStream(StreamEngine, StreamEndings):
                 if now - self._last_activity >= self._idle_seconds:
                     self._stop(StreamError(Close.IDLE, "idle_timeout", "No audio or KeepAlive received."))
                     return
-                if self._max_bytes and await self._check_duration():
+                if await self._check_duration():
                     return
-                if (self._buffer or self._pending_finals) and now - self._last_flush >= self._flush_seconds - 0.01:
-                    await self._flush_or_fail()
+                if self.flusher.has_work and now - self.flusher.last_flush >= self._flush_seconds - 0.01:
+                    await self.flusher.flush_or_fail()
                 else:
                     # Between flushes: keep the lease, and Ack at least once
                     # a second while audio flows (liveness for the client).
                     await self._renew()
-                    if self.received != self._acked_at_received:
-                        await self._ack()
+                    if self.ledger.unacked:
+                        await self.flusher.ack()
         except StreamError as exc:
             self._stop(exc)
         except asyncio.CancelledError:
@@ -485,3 +490,142 @@ class ProducerStream(StreamEngine, StreamEndings):
         except Exception:
             log.exception("stream_ticker_failed", session_id=str(self.session.pk))
             self._stop(StreamError(Close.INTERNAL, "internal_error", "Internal error."))
+
+    async def _check_duration(self) -> bool:
+        """The clinic's session-length limit: a Warning some minutes ahead,
+        then the session is ended cleanly (sealed, Metadata, 1000) so
+        nothing received is lost. Checked once a second, not per frame."""
+        ledger = self.ledger
+        if not self._duration_warned and ledger.near_limit:
+            self._duration_warned = True
+            await self.send_control(
+                {
+                    "type": "Warning",
+                    "code": "session_duration_near_limit",
+                    "message": "This session will end soon: the clinic's maximum session length is near.",
+                    "seconds_left": ledger.seconds_left,
+                }
+            )
+        if not ledger.over_limit:
+            return False
+        await self.send_control(
+            {
+                "type": "Warning",
+                "code": "session_duration_exceeded",
+                "message": "The clinic's maximum session length is reached; the session is ended.",
+            }
+        )
+        self._stop(StreamError(Close.NORMAL, "session_ended", "The session reached its maximum length."))
+        return True
+
+    # --- endings ---------------------------------------------------------------------------------
+
+    def _stop(self, error: StreamError) -> None:
+        """Ask the receive loop to end with ``error`` (from another task).
+        The loop is blocked in ``receive()``, so close the socket: the server
+        answers with websocket.disconnect and the loop wakes up."""
+        if self.finished:
+            return
+        self._ending = error
+        self.state = StreamState.ENDING
+        self._end_task = self._loop.create_task(self._end_with_error(error))
+
+    async def _end_with_error(self, error: StreamError) -> None:
+        if self.state is StreamState.CLOSED:
+            return
+        if error.code == "session_ended" and error.close_code == Close.NORMAL:
+            await self.finish(reason="session_ended")
+            return
+        taken_over = error.code == "taken_over"
+        if not taken_over:
+            await self.feed.drain(seconds=3.0, pump=self._pump_task)
+        await self._abort(error.code, flush=not taken_over, error=error)
+
+    async def finish(self, *, reason: str) -> None:
+        """CloseStream or the session ended: flush everything, seal the
+        session (WAV, sha256, transcript JSON), Metadata, close 1000."""
+        if self.state is StreamState.CLOSED:
+            return
+        self.state = StreamState.CLOSED
+        self.feed.closing = True
+        error: StreamError | None = None
+        sealed = None
+        try:
+            await self.feed.drain(seconds=ENGINE_DRAIN_SECONDS, pump=self._pump_task)
+            await self.flusher.flush_or_fail()
+            sealed = await db_async(session_seal)(principal=self.principal, session_id=self.session.pk)
+        except StreamError as exc:
+            error = exc
+        except Exception:
+            log.exception("stream_finish_failed", session_id=str(self.session.pk))
+            error = StreamError(Close.INTERNAL, "internal_error", "Internal error.", retryable=True)
+        await self._cleanup(reason, close_code=error.close_code if error else Close.NORMAL)
+        if error is not None or sealed is None:
+            await self.ws.fail(error or StreamError(Close.INTERNAL, "internal_error", "Internal error."))
+        else:
+            await self.ws.send_json({"type": "Metadata", "audio_ms": sealed.audio_ms, "segments": sealed.segments})
+            await self.ws.close(Close.NORMAL)
+            self._publish({"type": SESSION_ENDED})
+        self._done.set()
+
+    async def go_away(self) -> None:
+        """Server shutdown: persist what arrived, then 1012 so the client
+        resumes on another process."""
+        self._stop(
+            StreamError(Close.GOING_AWAY, "server_going_away", "The server is restarting; resume.", retryable=True)
+        )
+        await self._done.wait()
+
+    async def _abort(self, reason: str, *, flush: bool, error: StreamError | None = None) -> None:
+        if self.state is StreamState.CLOSED:
+            return
+        self.state = StreamState.CLOSED
+        self.feed.closing = True
+        if flush:
+            with contextlib.suppress(Exception):
+                await self.flusher.flush_or_fail()
+        await self._cleanup(
+            reason,
+            release=error is None or error.code != "taken_over",
+            close_code=error.close_code if error else Close.NORMAL,
+        )
+        if error is not None:
+            await self.ws.fail(error)
+        else:
+            await self.ws.close(Close.NORMAL)
+        self._done.set()
+
+    async def _cleanup(self, reason: str, *, close_code: int, release: bool = True) -> None:
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        self._viewer_partials.cancel()
+        await self.feed.aclose()
+        clinic_id, session_id = self.session.clinic_id, self.session.pk
+        if self._control is not None:
+            await self._control.aclose()
+        if release:
+            with contextlib.suppress(Exception):
+                await self.live.release(
+                    clinic_id=clinic_id, session_id=session_id, owner=self.owner, durable_bytes=self.ledger.durable
+                )
+        with contextlib.suppress(Exception):
+            await db_async(stream_stop)(
+                principal=self.principal,
+                session_id=session_id,
+                reason=reason,
+                bytes_received=self.ledger.received - self.ledger.resume_from,
+                durable=self.ledger.durable,
+            )
+        STATS.streams_active -= 1
+        self.meter.stopped(received=self.ledger.received)
+        STATS.closes[close_code] += 1
+        ACTIVE_STREAMS.discard(self)
+        log.info(
+            "stream_stopped",
+            session_id=str(session_id),
+            reason=reason,
+            audio_bytes_durable=self.ledger.durable,
+            frames=self.counters.frames_in,
+        )

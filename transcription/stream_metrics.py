@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from sessions.audio import bytes_per_ms
-from transcription.stream_seams import ACTIVE_STREAMS
+from transcription.stream_registry import ACTIVE_STREAMS
 from voiceai.ops.metrics import (
     AUDIO_SECONDS,
     DURABLE_ACK_LAG,
@@ -30,7 +30,8 @@ from voiceai.ops.metrics import (
 )
 
 if TYPE_CHECKING:
-    from transcription.engines.base import TranscriptEvent
+    from transcription.engine_feed import EngineHost
+    from transcription.engines.base import EngineError, TranscriptEvent
     from transcription.stream import ProducerStream
 
 
@@ -90,17 +91,12 @@ def engine_failed(engine: str, *, retryable: bool) -> None:
 
 
 def quota_bound(engine_stream: object) -> bool:
-    """True for the resilient wrapper of quota-bound engines (AWS): its
-    upstream streams are counted where they are opened (engine_quota)."""
+    """True for the engine stream of quota-bound engines (AWS): its
+    upstream streams are counted where they are opened (engine_leases)."""
+    from transcription.producer_engine import ProducerEngineStream
     from transcription.resilient import ResilientStream
 
-    if isinstance(engine_stream, ResilientStream):
-        return True
-    try:
-        from transcription.producer_engine import ProducerEngineStream
-    except ImportError:
-        return False
-    return isinstance(engine_stream, ProducerEngineStream)
+    return isinstance(engine_stream, ResilientStream | ProducerEngineStream)
 
 
 # --- gauges computed at scrape time -------------------------------------------------
@@ -121,30 +117,21 @@ def durable_ack_lag_seconds() -> float:
     """The oldest unstored audio of any stream: seconds since a stream with
     buffered audio last stored some. ~AUDIO_FLUSH_SECONDS when healthy;
     grows without bound while storage fails."""
-    lag = 0.0
-    for stream in _streams():
-        if stream._buffer and not stream._finished:
-            lag = max(lag, stream._loop.time() - stream._last_flush)
-    return lag
+    return max((stream.unstored_seconds() for stream in _streams()), default=0.0)
 
 
 def engine_streams_active() -> float:
     """Upstream engine streams open in this process. Engines behind the
     stream quota (AWS) count their leased upstream streams (a session
     waiting in the queue has none); the others count one per producer."""
-    leased = 0
-    try:
-        from transcription.engine_leases import LeasedStream
+    from transcription.engine_leases import LeasedStream
 
-        leased = LeasedStream.open_streams
-    except (ImportError, AttributeError):
-        pass
     direct = 0
     for stream in _streams():
-        engine = stream._engine
+        engine = stream.feed.engine
         if engine is not None and not quota_bound(engine):
             direct += 1
-    return float(leased + direct)
+    return float(LeasedStream.open_streams + direct)
 
 
 DURABLE_ACK_LAG.set_function(durable_ack_lag_seconds)
@@ -152,12 +139,8 @@ ENGINE_STREAMS_ACTIVE.set_function(engine_streams_active)
 ENGINE_STREAM_QUOTA.set(settings.ENGINE_STREAMS_PER_REGION)
 
 
-def engine_name(stream: ProducerStream) -> str:
-    return stream.auth.engine_name or settings.TRANSCRIPTION_ENGINE
-
-
-def pump_failed(stream: ProducerStream, exc) -> None:
+def pump_failed(host: EngineHost, engine: object, exc: EngineError) -> None:
     """A producer's engine stream failed. Quota-bound engines count their
     upstream failures themselves (engine_leases.LeasedStream)."""
-    if not quota_bound(stream._engine):
-        engine_failed(engine_name(stream), retryable=bool(exc.retryable))
+    if not quota_bound(engine):
+        engine_failed(host.engine_name or settings.TRANSCRIPTION_ENGINE, retryable=exc.retryable)

@@ -1,18 +1,27 @@
 """One viewer connection: Begin, the finals so far, then the session's
-transcript events as they happen (through the channel layer, from whichever
-process holds the producer), and End when the session ends."""
+transcript events as they happen (through the session relay, from whichever
+process holds the producer), and End when the session ends.
+
+Every relayed event carries the session's sequence number (``seq``); Begin
+says where this connection starts. A viewer that reconnects with
+``?after_seq=N`` gets exactly the events after N — no finals reloaded, none
+missed, none twice — as long as the relay still holds them; otherwise (a
+gap: the log was trimmed or Redis lost it) it gets the stored finals again,
+as on a first connect, and Begin says ``"resumed": false``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 
-from sessions.events import SESSION_ENDED, session_group
+from sessions.events import SESSION_ENDED
 from sessions.models import CLOSED_STATUSES
 from sessions.services import viewer_start
 from transcription.live_state import LiveStore
+from transcription.relay import RelayGap, SessionRelay, Subscription
 from transcription.socket_auth import StreamAuth
-from transcription.stream_seams import STATS, live_group, new_owner_id
+from transcription.stream_registry import STATS, new_owner_id
 from transcription.wire import PROTOCOL_VERSION, Close, StreamError, WsSocket, parse_control, segment_payload
 from voiceai.db import db_async
 from voiceai.logging import get_logger
@@ -21,19 +30,25 @@ log = get_logger(__name__)
 
 
 class ViewerStream:
-    def __init__(self, *, ws: WsSocket, auth: StreamAuth, layer, live: LiveStore) -> None:
+    def __init__(
+        self,
+        *,
+        ws: WsSocket,
+        auth: StreamAuth,
+        relay: SessionRelay,
+        live: LiveStore,
+        after_seq: int | None = None,
+    ) -> None:
         self.ws = ws
         self.auth = auth
         self.session = auth.session
-        self.layer = layer
+        self.relay = relay
         self.live = live
+        self.after_seq = after_seq
         self.viewer_id = new_owner_id()
+        # Finals sent from the database load, until the relay passes them.
         self._sent_finals: set[str] = set()
-        self._channel: str | None = None
-        self._groups = [
-            session_group(self.session.clinic_id, self.session.pk),
-            live_group(self.session.clinic_id, self.session.pk),
-        ]
+        self._events: Subscription | None = None
 
     async def run(self, receive) -> None:
         STATS.viewers_active += 1
@@ -45,36 +60,43 @@ class ViewerStream:
                 await self.live.viewer_leave(
                     clinic_id=self.session.clinic_id, session_id=self.session.pk, viewer=self.viewer_id
                 )
-            if self._channel is not None:
-                for group in self._groups:
-                    with contextlib.suppress(Exception):
-                        await self.layer.group_discard(group, self._channel)
+            if self._events is not None:
+                await self._events.aclose()
 
     async def _run(self, receive) -> None:
-        # Join first, load second: events published while the finals load
-        # wait in the channel and are de-duplicated by segment id.
-        if self.layer is not None:
-            self._channel = await self.layer.new_channel()
-            for group in self._groups:
-                await self.layer.group_add(group, self._channel)
-            # Present before the finals load, so the producer starts sending
-            # partials to the channel layer (finals always go there).
-            await self._touch()
-            await self.layer.group_send(self._groups[0], {"type": "viewer.joined"})
-        start = await db_async(viewer_start)(principal=self.auth.principal, session_id=self.session.pk)
+        clinic_id, session_id = self.session.clinic_id, self.session.pk
+        # Listen first, load second: events published while the finals load
+        # are queued and de-duplicated by segment id.
+        resumed = False
+        if self.after_seq is not None:
+            try:
+                self._events = await self.relay.subscribe(clinic_id, session_id, after_seq=self.after_seq)
+                resumed = True
+            except RelayGap:
+                log.info("viewer_resume_gap", session_id=str(session_id))
+        if self._events is None:
+            self._events = await self.relay.subscribe(clinic_id, session_id)
+        # Present before the finals load, so the producer starts sending
+        # partials to the relay (finals always go).
+        await self._touch()
+        self.relay.publish_nowait(clinic_id, session_id, {"type": "viewer.joined"})
+        start = await db_async(viewer_start)(principal=self.auth.principal, session_id=session_id)
         await self.ws.send_json(
             {
                 "type": "Begin",
-                "session_id": str(self.session.pk),
+                "session_id": str(session_id),
                 "protocol": PROTOCOL_VERSION,
                 "sample_rate": start.sample_rate,
                 "status": start.status,
+                "seq": self._events.start_seq,
+                "resumed": resumed,
             }
         )
-        for final in map(segment_payload, start.finals):
-            self._sent_finals.add(final["segment_id"])
-            await self.ws.send_json(final)
-        if start.status in CLOSED_STATUSES or self._channel is None:
+        if not resumed:
+            for final in map(segment_payload, start.finals):
+                self._sent_finals.add(final["segment_id"])
+                await self.ws.send_json(final)
+        if start.status in CLOSED_STATUSES and not resumed:
             await self._end()
             return
         client = asyncio.ensure_future(self._client_loop(receive))
@@ -87,8 +109,14 @@ class ViewerStream:
             exc = task.exception()
             if isinstance(exc, StreamError):
                 await self.ws.fail(exc)
+            elif isinstance(exc, RelayGap):
+                # This viewer fell behind or the relay lost events: it
+                # reconnects with after_seq and is told where to resync.
+                await self.ws.fail(
+                    StreamError(Close.GOING_AWAY, "events_lost", "Live events were lost; reconnect.", retryable=True)
+                )
             elif exc is not None:
-                log.error("viewer_failed", session_id=str(self.session.pk), error=type(exc).__name__)
+                log.error("viewer_failed", session_id=str(session_id), error=type(exc).__name__)
                 await self.ws.fail(StreamError(Close.INTERNAL, "internal_error", "Internal error.", retryable=True))
 
     async def _client_loop(self, receive) -> None:
@@ -104,18 +132,21 @@ class ViewerStream:
             parse_control(message["text"], allowed=frozenset({"KeepAlive"}))
 
     async def _event_loop(self) -> None:
-        while True:
-            message = await self.layer.receive(self._channel)
-            kind = message.get("type")
+        assert self._events is not None
+        async for item in self._events:
+            kind = item.event.get("type")
             if kind == "transcript":
-                event = message.get("event") or {}
-                if event.get("is_final"):
+                event = item.event.get("event") or {}
+                if event.get("is_final") and self._sent_finals:
                     if event.get("segment_id") in self._sent_finals:
-                        continue
-                    self._sent_finals.add(event.get("segment_id"))
-                await self.ws.send_json(event)
+                        continue  # loaded from the database already
+                    # Finals are published in the order they are stored: the
+                    # first one the load did not hold is newer than all of
+                    # it, and so is every later one.
+                    self._sent_finals.clear()
+                await self.ws.send_json({**event, "seq": item.seq})
             elif kind == SESSION_ENDED:
-                await self._end()
+                await self._end(seq=item.seq)
                 return
 
     async def _touch(self) -> None:
@@ -131,6 +162,9 @@ class ViewerStream:
             await asyncio.sleep(max(0.5, LiveStore.lease_ms() / 3000))
             await self._touch()
 
-    async def _end(self) -> None:
-        await self.ws.send_json({"type": "End", "session_id": str(self.session.pk)})
+    async def _end(self, seq: int | None = None) -> None:
+        end = {"type": "End", "session_id": str(self.session.pk)}
+        if seq is not None:
+            end["seq"] = seq
+        await self.ws.send_json(end)
         await self.ws.close(Close.NORMAL)

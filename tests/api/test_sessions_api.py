@@ -1,3 +1,4 @@
+import asyncio
 import json
 import logging
 import uuid
@@ -5,16 +6,15 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from clinics.models import AuditEvent
 from clinics.principals import stream_token_consume
 from sessions import storage_keys
-from sessions.events import session_group
 from sessions.models import ConsultationSession, SessionStatus, TranscriptSegment
 from tests.api.conftest import error_code, streamed_body
+from transcription.relay import get_relay
 
 SESSION_ENDPOINTS = [
     ("get", "/api/v1/sessions/{id}/"),
@@ -151,27 +151,44 @@ def test_it_answers_404_for_malformed_and_unknown_ids(client_a, method, path):
         assert error_code(response) == "not_found"
 
 
+def _relayed(clinic_id, session_id) -> list[dict]:
+    """Every event the session relay holds for the session."""
+
+    async def read() -> list[dict]:
+        subscription = await get_relay().subscribe(clinic_id, session_id, after_seq=0)
+        events = []
+        try:
+            while True:
+                try:
+                    events.append((await asyncio.wait_for(anext(subscription), 0.5)).event)
+                except TimeoutError:
+                    return events
+        finally:
+            await subscription.aclose()
+
+    return async_to_sync(read)()
+
+
 def test_it_ends_a_session_and_tells_live_sockets_after_commit(client_a, session_a, django_capture_on_commit_callbacks):
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(session_group(session_a.clinic_id, session_a.id), channel)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert _relayed(session_a.clinic_id, session_a.id) == []
         response = client_a.post(f"/api/v1/sessions/{session_a.id}/end/")
+        assert _relayed(session_a.clinic_id, session_a.id) == []  # not before the commit
     assert response.status_code == 200 and response.json()["status"] == "ended"
     assert len(callbacks) == 1
-    assert async_to_sync(layer.receive)(channel) == {"type": "session.ended"}
+    assert _relayed(session_a.clinic_id, session_a.id) == [{"type": "session.ended"}]
     again = client_a.post(f"/api/v1/sessions/{session_a.id}/end/")
     assert again.status_code == 200 and again.json()["ended_at"] == response.json()["ended_at"]
     assert AuditEvent.objects.filter(action="session.end", object_id=str(session_a.id)).count() == 1
 
 
-def test_it_keeps_an_end_committed_when_the_channel_layer_fails(
+def test_it_keeps_an_end_committed_when_the_relay_fails(
     client_a, session_a, django_capture_on_commit_callbacks, monkeypatch, caplog
 ):
-    def broken():
+    def broken(*args, **kwargs):
         raise ConnectionError("redis down")
 
-    monkeypatch.setattr("sessions.services.get_channel_layer", broken)
+    monkeypatch.setattr("transcription.relay.publish_sync", broken)
     with caplog.at_level(logging.ERROR), django_capture_on_commit_callbacks(execute=True):
         response = client_a.post(f"/api/v1/sessions/{session_a.id}/end/")
     assert response.status_code == 200

@@ -126,7 +126,7 @@ async def test_it_completes_a_queued_session_after_the_producer_closed(
 
     from sessions.models import TranscriptSegment
 
-    monkeypatch.setattr("transcription.stream_endings.ENGINE_DRAIN_SECONDS", 0.3)
+    monkeypatch.setattr("transcription.stream.ENGINE_DRAIN_SECONDS", 0.3)
     _first, comm1 = await _open(principal_clinician_a)
     for chunk in numbered_chunks(3, first=100):
         await comm1.send_to(bytes_data=chunk)

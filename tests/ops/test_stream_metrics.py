@@ -14,7 +14,7 @@ from transcription.engine_leases import LeasedStream, QuotaOpener
 from transcription.engine_quota import LocalEngineQuota, limits_from_settings
 from transcription.engines.base import TranscriptEvent
 from transcription.engines.fake import FakeEngine
-from transcription.stream_seams import ACTIVE_STREAMS
+from transcription.stream_registry import ACTIVE_STREAMS
 from voiceai.db import db_async
 
 adb = db_async

@@ -20,7 +20,8 @@ from tests.transcription.helpers import (
     pcm,
     receive_until,
 )
-from transcription.wire import StreamError
+from transcription.audio_ledger import AudioLedger
+from transcription.wire import StreamError, parse_control
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -103,40 +104,17 @@ JSON_VALUES = st.recursive(
 )
 
 
-def _validator():
-    """Just enough of a ProducerStream to run its validators."""
-    from transcription.stream import ProducerStream
-
-    stream = ProducerStream.__new__(ProducerStream)
-    stream._min_frame, stream._max_frame = 640, 32000
-    stream._text_window = (0.0, 0)
-    stream._buffer = bytearray()
-    stream.received = 0
-    stream._engine = None
-
-    class _Loop:
-        @staticmethod
-        def time() -> float:
-            return 0.0
-
-    stream._loop = _Loop()
-    from transcription.stream import StreamCounters
-
-    stream.counters = StreamCounters()
-    return stream
-
-
 @hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.binary(max_size=40_000))
 def test_it_accepts_or_rejects_any_binary_frame_with_a_protocol_error(data):
-    stream = _validator()
+    ledger = AudioLedger(sample_rate=16000)
     try:
-        stream.on_audio(data)
+        ledger.accept(data)
     except StreamError as exc:
         assert exc.close_code == 4400
-        assert stream.received == 0 and not stream._buffer  # nothing of a bad frame is kept
+        assert ledger.received == 0 and not ledger.buffer  # nothing of a bad frame is kept
     else:
-        assert len(data) % 2 == 0 and 640 <= len(data) <= 32000 and bytes(stream._buffer) == data
+        assert len(data) % 2 == 0 and 640 <= len(data) <= 32000 and bytes(ledger.buffer) == data
 
 
 @hsettings(max_examples=120, deadline=None)
@@ -148,13 +126,10 @@ def test_it_accepts_or_rejects_any_binary_frame_with_a_protocol_error(data):
         st.builds(lambda v: json.dumps({"type": v}), JSON_VALUES),
     )
 )
-async def test_it_rejects_any_unknown_text_with_a_protocol_error(text):
-    stream = _validator()
+def test_it_rejects_any_unknown_text_with_a_protocol_error(text):
     try:
-        closing = await stream.on_text(text)
+        kind = parse_control(text)
     except StreamError as exc:
         assert exc.close_code == 4400 and exc.code in {"bad_json", "unknown_type", "message_too_large"}
     else:
-        assert json.loads(text)["type"] in {"KeepAlive", "CloseStream"} and closing == (
-            json.loads(text)["type"] == "CloseStream"
-        )
+        assert json.loads(text)["type"] == kind and kind in {"KeepAlive", "Finalize", "CloseStream"}

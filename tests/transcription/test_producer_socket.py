@@ -228,7 +228,7 @@ async def test_it_closes_the_producer_when_the_session_is_ended_over_rest(princi
 
 
 async def test_it_drains_on_shutdown_with_1012_after_storing_what_arrived(principal_clinician_a, session_a):
-    from transcription.stream_seams import ACTIVE_STREAMS
+    from transcription.stream_registry import ACTIVE_STREAMS
 
     comm = await _connect(session_a, principal_clinician_a)
     await receive_until(comm, "Begin")
@@ -277,7 +277,7 @@ async def test_it_never_holds_more_than_5_s_of_unacknowledged_audio_under_a_floo
 ):
     import asyncio
 
-    from transcription.stream_seams import ACTIVE_STREAMS
+    from transcription.stream_registry import ACTIVE_STREAMS
 
     settings.AUDIO_FLUSH_SECONDS = 30.0  # only the backpressure flush can persist
     comm = await _connect(session_a, principal_clinician_a)

@@ -14,10 +14,10 @@ import pytest
 
 from sessions.models import TranscriptSegment
 from tests.transcription.helpers import FRAME, adb, atoken_for, communicator, expect_close, make_session, pcm
-from transcription import stream_seams
+from transcription.consumers import ProducerConsumer
 from transcription.engines.base import EngineError
 from transcription.engines.fake import FakeEngineStream
-from transcription.stream_seams import ACTIVE_STREAMS
+from transcription.stream_registry import ACTIVE_STREAMS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -191,9 +191,10 @@ def failing_engine():
         configs.append(config)
         return FailsOnceEngineStream(config, fail_at_ms=fail_at[0] if len(configs) == 1 else None)
 
-    previous = stream_seams.set_engine_opener(opener)
+    previous = ProducerConsumer.engine_opener
+    ProducerConsumer.engine_opener = staticmethod(opener)
     yield configs, fail_at
-    stream_seams.set_engine_opener(previous)
+    ProducerConsumer.engine_opener = previous
 
 
 # The engine fails inside the utterance 2000-4000 ms: at 3 s with fake-0

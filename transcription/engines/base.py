@@ -74,6 +74,10 @@ class EngineStream(abc.ABC):
     on), then ``end`` (flush; ``events`` ends after the last final), or
     ``aclose`` to abandon it."""
 
+    # Whether ``finalize`` flushes upstream (False: the resilient wrapper
+    # finalizes by ending the upstream stream and opening a new one).
+    native_finalize: bool = True
+
     @abc.abstractmethod
     def send_audio(self, chunk: bytes) -> None: ...
 
@@ -98,6 +102,10 @@ class Engine(abc.ABC):
     # Upstream ends a stream after this long without audio (AWS: 15 s), so
     # the pipeline sends silence while the clinician pauses. None: no limit.
     max_silence_seconds: float | None = None
+    # Streams share the region's upstream quota (AWS Transcribe): producers
+    # queue for a slot through ``engine_quota`` and run behind the resilient
+    # wrapper. False: ``open_stream`` is called directly.
+    uses_engine_quota: bool = False
 
     @abc.abstractmethod
     async def open_stream(self, config: StreamConfig) -> EngineStream:

@@ -49,7 +49,7 @@ def reset() -> None:
 async def drain(deadline_seconds: float) -> int:
     """Begin draining and go away from every live producer stream, waiting
     at most ``deadline_seconds``. Returns how many streams did not finish."""
-    from transcription.stream_seams import ACTIVE_STREAMS
+    from transcription.stream_registry import ACTIVE_STREAMS
 
     begin()
     started = time.monotonic()
