@@ -23,6 +23,7 @@ process of ``make run`` and the tests.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -48,6 +49,9 @@ class Claim:
     ok: bool
     # The owner before this claim ("" if none): a live one must be told to go.
     previous_owner: str
+    # Why not ok: "producer_active" (another live lease) or "quota_full"
+    # (the clinic's concurrent streams are all taken).
+    refused: str = ""
 
 
 def _now_ms() -> int:
@@ -91,6 +95,24 @@ end
 return 0
 """
 
+# The connect: the lease and a quota slot together, or neither.
+_CLAIM_SLOT = """
+local owner = redis.call('HGET', KEYS[1], 'owner')
+local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
+if owner and owner ~= ARGV[1] and lease > tonumber(ARGV[2]) and ARGV[3] ~= '1' then
+  return {0, owner, 'producer_active'}
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
+if not redis.call('ZSCORE', KEYS[2], ARGV[6]) and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[7]) then
+  return {0, owner or '', 'quota_full'}
+end
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[6])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'lease_until', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return {1, owner or '', ''}
+"""
+
 _QUOTA_ACQUIRE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZSCORE', KEYS[1], ARGV[2]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
@@ -106,6 +128,19 @@ class LiveStore:
     """The interface; see module docstring for the semantics."""
 
     async def claim(self, *, clinic_id: object, session_id: object, owner: str, takeover: bool) -> Claim:
+        raise NotImplementedError
+
+    def claim_slot_sync(
+        self, *, clinic_id: object, session_id: object, owner: str, takeover: bool, limit: int
+    ) -> Claim:
+        """The producer's connect, from its one worker-thread call: the
+        session's lease (refused while another producer's is live, unless
+        ``takeover``) and one of the clinic's ``limit`` stream slots, both
+        or neither, in one step."""
+        raise NotImplementedError
+
+    def release_sync(self, *, clinic_id: object, session_id: object, owner: str) -> None:
+        """Undo ``claim_slot_sync`` (the connect failed after it)."""
         raise NotImplementedError
 
     async def renew(self, *, clinic_id: object, session_id: object, owner: str, durable_bytes: int) -> bool:
@@ -156,12 +191,29 @@ class RedisLiveStore(LiveStore):
         # A blocking pool: a burst of renewals from hundreds of streams waits
         # for a free connection. A plain pool (redis-py 8: at most 100) raises
         # MaxConnectionsError instead — measured at 200 streams per process.
+        self._url = url
         pool = redis_asyncio.BlockingConnectionPool.from_url(url, decode_responses=True, max_connections=64, timeout=10)
         self._redis = redis_asyncio.Redis(connection_pool=pool)
         self._claim = self._redis.register_script(_CLAIM)
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
         self._quota = self._redis.register_script(_QUOTA_ACQUIRE)
+
+    def claim_slot_sync(
+        self, *, clinic_id: object, session_id: object, owner: str, takeover: bool, limit: int
+    ) -> Claim:
+        now, lease = _now_ms(), self.lease_ms()
+        ok, previous, refused = _sync_scripts(self._url)["claim_slot"](
+            keys=[live_state_key(clinic_id, session_id), quota_key(clinic_id)],
+            args=[owner, now, "1" if takeover else "0", now + lease, lease * 4, str(session_id), limit],
+        )
+        return Claim(ok=bool(int(ok)), previous_owner=str(previous or ""), refused=str(refused or ""))
+
+    def release_sync(self, *, clinic_id: object, session_id: object, owner: str) -> None:
+        _sync_scripts(self._url)["release"](
+            keys=[live_state_key(clinic_id, session_id), quota_key(clinic_id)],
+            args=[owner, 0, self.lease_ms() * 4, str(session_id)],
+        )
 
     async def claim(self, *, clinic_id: object, session_id: object, owner: str, takeover: bool) -> Claim:
         now, lease = _now_ms(), self.lease_ms()
@@ -220,62 +272,99 @@ class MemoryLiveStore(LiveStore):
     """Single-process equivalent (no REDIS_URL): same semantics, plain dicts."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._hashes: dict[str, dict[str, str]] = {}
         self._quota: dict[str, dict[str, int]] = {}
         self._viewers: dict[str, dict[str, int]] = {}
 
+    def claim_slot_sync(
+        self, *, clinic_id: object, session_id: object, owner: str, takeover: bool, limit: int
+    ) -> Claim:
+        # Called from a worker thread while the event loop uses the same
+        # dicts: one lock makes it one step, as the Lua script is in Redis.
+        with self._lock:
+            now = _now_ms()
+            state = self._hashes.setdefault(live_state_key(clinic_id, session_id), {})
+            current = state.get("owner", "")
+            if current and current != owner and int(state.get("lease_until", "0")) > now and not takeover:
+                return Claim(ok=False, previous_owner=current, refused="producer_active")
+            slots = self._quota.setdefault(quota_key(clinic_id), {})
+            for member, until in list(slots.items()):
+                if until <= now:
+                    del slots[member]
+            if str(session_id) not in slots and len(slots) >= limit:
+                return Claim(ok=False, previous_owner=current, refused="quota_full")
+            slots[str(session_id)] = now + self.lease_ms()
+            state.update(owner=owner, lease_until=str(now + self.lease_ms()))
+            return Claim(ok=True, previous_owner=current)
+
+    def release_sync(self, *, clinic_id: object, session_id: object, owner: str) -> None:
+        with self._lock:
+            state = self._hashes.get(live_state_key(clinic_id, session_id), {})
+            if state.get("owner") == owner:
+                state.pop("owner", None)
+                state.pop("lease_until", None)
+                self._quota.get(quota_key(clinic_id), {}).pop(str(session_id), None)
+
     async def claim(self, *, clinic_id: object, session_id: object, owner: str, takeover: bool) -> Claim:
-        now = _now_ms()
-        state = self._hashes.setdefault(live_state_key(clinic_id, session_id), {})
-        current = state.get("owner", "")
-        if current and current != owner and int(state.get("lease_until", "0")) > now and not takeover:
-            return Claim(ok=False, previous_owner=current)
-        state.update(owner=owner, lease_until=str(now + self.lease_ms()))
-        return Claim(ok=True, previous_owner=current)
+        with self._lock:
+            now = _now_ms()
+            state = self._hashes.setdefault(live_state_key(clinic_id, session_id), {})
+            current = state.get("owner", "")
+            if current and current != owner and int(state.get("lease_until", "0")) > now and not takeover:
+                return Claim(ok=False, previous_owner=current)
+            state.update(owner=owner, lease_until=str(now + self.lease_ms()))
+            return Claim(ok=True, previous_owner=current)
 
     async def renew_status(
         self, *, clinic_id: object, session_id: object, owner: str, durable_bytes: int
     ) -> tuple[bool, int]:
-        state = self._hashes.get(live_state_key(clinic_id, session_id), {})
-        if state.get("owner") != owner:
-            return False, 0
-        now = _now_ms()
-        until = now + self.lease_ms()
-        state.update(lease_until=str(until), durable_bytes=str(durable_bytes))
-        self._quota.setdefault(quota_key(clinic_id), {})[str(session_id)] = until
-        present = self._viewers.get(viewers_key(clinic_id, session_id), {})
-        return True, sum(1 for expiry in present.values() if expiry > now)
+        with self._lock:
+            state = self._hashes.get(live_state_key(clinic_id, session_id), {})
+            if state.get("owner") != owner:
+                return False, 0
+            now = _now_ms()
+            until = now + self.lease_ms()
+            state.update(lease_until=str(until), durable_bytes=str(durable_bytes))
+            self._quota.setdefault(quota_key(clinic_id), {})[str(session_id)] = until
+            present = self._viewers.get(viewers_key(clinic_id, session_id), {})
+            return True, sum(1 for expiry in present.values() if expiry > now)
 
     async def viewer_touch(self, *, clinic_id: object, session_id: object, viewer: str) -> None:
-        self._viewers.setdefault(viewers_key(clinic_id, session_id), {})[viewer] = _now_ms() + self.lease_ms()
+        with self._lock:
+            self._viewers.setdefault(viewers_key(clinic_id, session_id), {})[viewer] = _now_ms() + self.lease_ms()
 
     async def viewer_leave(self, *, clinic_id: object, session_id: object, viewer: str) -> None:
-        present = self._viewers.get(viewers_key(clinic_id, session_id), {})
-        present.pop(viewer, None)
-        if not present:
-            self._viewers.pop(viewers_key(clinic_id, session_id), None)
+        with self._lock:
+            present = self._viewers.get(viewers_key(clinic_id, session_id), {})
+            present.pop(viewer, None)
+            if not present:
+                self._viewers.pop(viewers_key(clinic_id, session_id), None)
 
     async def release(self, *, clinic_id: object, session_id: object, owner: str, durable_bytes: int) -> None:
-        state = self._hashes.get(live_state_key(clinic_id, session_id), {})
-        if state.get("owner") == owner:
-            state.pop("owner", None)
-            state.pop("lease_until", None)
-            state["durable_bytes"] = str(durable_bytes)
-            self._quota.get(quota_key(clinic_id), {}).pop(str(session_id), None)
+        with self._lock:
+            state = self._hashes.get(live_state_key(clinic_id, session_id), {})
+            if state.get("owner") == owner:
+                state.pop("owner", None)
+                state.pop("lease_until", None)
+                state["durable_bytes"] = str(durable_bytes)
+                self._quota.get(quota_key(clinic_id), {}).pop(str(session_id), None)
 
     async def quota_acquire(self, *, clinic_id: object, session_id: object, limit: int) -> bool:
-        now = _now_ms()
-        slots = self._quota.setdefault(quota_key(clinic_id), {})
-        for member, until in list(slots.items()):
-            if until <= now:
-                del slots[member]
-        if str(session_id) in slots or len(slots) < limit:
-            slots[str(session_id)] = now + self.lease_ms()
-            return True
-        return False
+        with self._lock:
+            now = _now_ms()
+            slots = self._quota.setdefault(quota_key(clinic_id), {})
+            for member, until in list(slots.items()):
+                if until <= now:
+                    del slots[member]
+            if str(session_id) in slots or len(slots) < limit:
+                slots[str(session_id)] = now + self.lease_ms()
+                return True
+            return False
 
     async def quota_release(self, *, clinic_id: object, session_id: object) -> None:
-        self._quota.get(quota_key(clinic_id), {}).pop(str(session_id), None)
+        with self._lock:
+            self._quota.get(quota_key(clinic_id), {}).pop(str(session_id), None)
 
     async def snapshot(self, *, clinic_id: object, session_id: object) -> dict[str, str]:
         return dict(self._hashes.get(live_state_key(clinic_id, session_id), {}))
@@ -286,6 +375,26 @@ class MemoryLiveStore(LiveStore):
 
 
 _memory_store = MemoryLiveStore()
+
+# Synchronous Redis for the connect's worker-thread call: one client per
+# process (thread-safe, with its own pool), scripts registered once.
+_sync_lock = threading.Lock()
+_sync: dict[str, dict] = {}
+
+
+def _sync_scripts(url: str) -> dict:
+    with _sync_lock:
+        scripts = _sync.get(url)
+        if scripts is None:
+            import redis
+
+            client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
+            scripts = _sync[url] = {
+                "client": client,
+                "claim_slot": client.register_script(_CLAIM_SLOT),
+                "release": client.register_script(_RELEASE),
+            }
+        return scripts
 
 
 def producer_attached(*, clinic_id: object, session_id: object) -> bool:
