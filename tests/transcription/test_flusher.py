@@ -5,8 +5,8 @@ import asyncio
 
 import pytest
 
+from sessions import audio_store
 from tests.transcription.helpers import adb, make_session
-from transcription import audio_parts
 from transcription.audio_ledger import AudioLedger
 from transcription.engine_feed import MAX_REPLAY_MS
 from transcription.engines.base import TranscriptEvent
@@ -55,7 +55,7 @@ async def test_it_stores_audio_and_finals_before_it_tells_the_client_then_acks(p
             stored = await adb(list)(session.segments.values_list("segment_id", flat=True))
             order.append(payload["segment_id"] in stored)
         else:
-            index = await adb(audio_parts.parts_scan)(session)
+            index = await adb(audio_store.parts_scan)(session)
             order.append(index.durable_bytes >= payload["audio_bytes_durable"])
         sent.append(payload)
 
