@@ -84,6 +84,11 @@ def stream_token_consume(*, token: str, session_id: object, client_ip: str | Non
     principal. A token for another session, an expired, forged or reused
     token all raise InvalidStreamToken; a session of another clinic raises
     NotFound through the access layer."""
+    return _token_consume(token=token, session_id=session_id, client_ip=client_ip)[0]
+
+
+def _token_consume(*, token: str, session_id: object, client_ip: str | None) -> tuple[Principal, Any]:
+    """``stream_token_consume``, also returning the session it reads."""
     try:
         payload = signing.loads(token, salt=_SALT, max_age=settings.STREAM_TOKEN_TTL_SECONDS)
     except (signing.BadSignature, TypeError, ValueError):
@@ -91,18 +96,23 @@ def stream_token_consume(*, token: str, session_id: object, client_ip: str | Non
     if not isinstance(payload, dict) or payload.get("s") != str(session_id):
         raise InvalidStreamToken()
     principal = _issuer_principal(payload, client_ip=client_ip)
-    access_session(principal, session_id)
+    session = access_session(principal, session_id)
     try:
         with transaction.atomic():
             UsedStreamToken.objects.create(jti=str(payload["j"])[:32], clinic=principal.clinic)
     except IntegrityError:
         raise InvalidStreamToken("The stream token was already used.") from None
-    return principal
+    return principal, session
 
 
 def _issuer_principal(payload: dict, *, client_ip: str | None) -> Principal:
     if payload.get("k") is not None:
-        key = ApiKey.objects.select_related("clinic").filter(pk=payload["k"], revoked_at__isnull=True).first()
+        # The clinic's quota comes along: the socket's connect needs its limits.
+        key = (
+            ApiKey.objects.select_related("clinic", "clinic__quota")
+            .filter(pk=payload["k"], revoked_at__isnull=True)
+            .first()
+        )
         if key is None or str(key.clinic_id) != payload.get("c"):
             raise InvalidStreamToken()
         return principal_for_api_key(key, client_ip=client_ip)
@@ -183,8 +193,7 @@ def principal_for_socket(
     for another clinic's session)."""
     try:
         if token:
-            principal = stream_token_consume(token=token, session_id=session_id, client_ip=client_ip)
-            return principal, access_session(principal, session_id)
+            return _token_consume(token=token, session_id=session_id, client_ip=client_ip)
         if user is not None and getattr(user, "is_authenticated", False):
             return _user_session(user, session_id, client_ip)
     except NotFound:

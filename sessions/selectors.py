@@ -1,10 +1,12 @@
 """Reads of consultation sessions and transcripts, always through the
 access layer with the acting principal."""
 
+import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet, Sum
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from clinics.access import Principal, segments_visible_to, sessions_visible_to, system_principal
@@ -42,6 +44,40 @@ def transcript_finals(*, principal: Principal, session: ConsultationSession) -> 
 def _month_start(now: datetime) -> datetime:
     local = timezone.localtime(now)
     return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+@dataclass(frozen=True, slots=True)
+class AudioUsage:
+    month_ms: int
+    storage_bytes: int
+    at: float
+
+
+# Per process: a reconnect storm brings hundreds of one clinic's producers
+# within seconds, and each connect checks the clinic's audio quotas. The sums
+# move only when a session is sealed, so a few seconds' staleness lets at
+# most a few more streams start past a limit — as "usage counts sealed audio
+# only" already does for the streams running when the limit is reached.
+AUDIO_USAGE_MAX_AGE_SECONDS = 5.0
+_audio_usage: dict[object, AudioUsage] = {}
+
+
+def clinic_audio_usage(*, clinic: Clinic, max_age: float = AUDIO_USAGE_MAX_AGE_SECONDS) -> AudioUsage:
+    """The clinic's audio this calendar month (ms) and stored audio (bytes),
+    in one query, remembered for ``max_age`` seconds (0: read now)."""
+    now = time.monotonic()
+    usage = _audio_usage.get(clinic.pk)
+    if usage is not None and now - usage.at < max_age:
+        return usage
+    month_start = _month_start(timezone.now())
+    sums = sessions_visible_to(system_principal(clinic, label="usage")).aggregate(
+        month_ms=Sum("audio_duration_ms", filter=Q(created_at__gte=month_start)), storage=Sum("audio_bytes")
+    )
+    usage = AudioUsage(month_ms=sums["month_ms"] or 0, storage_bytes=sums["storage"] or 0, at=now)
+    if len(_audio_usage) > 10_000:  # bounded: a process serves a few hundred clinics at most
+        _audio_usage.clear()
+    _audio_usage[clinic.pk] = usage
+    return usage
 
 
 def clinic_usage(*, clinic: Clinic) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, Max
 from django.utils import timezone
 
 from clinics.access import Principal, access_session, ensure_clinic_active, require_admin, segments_visible_to
@@ -27,7 +28,7 @@ from sessions.audio import pcm_ms
 from sessions.events import session_ended
 from sessions.live import producer_attached
 from sessions.models import OPEN_STATUSES, ConsultationSession, SessionStatus, TranscriptSegment
-from sessions.selectors import clinic_usage, transcript_finals
+from sessions.selectors import AUDIO_USAGE_MAX_AGE_SECONDS, clinic_audio_usage, transcript_finals
 from sessions.storage import storage_delete_prefix
 from voiceai.errors import Conflict, InvalidInput, NotFound, QuotaExceeded, Unavailable
 from voiceai.logging import get_logger
@@ -70,17 +71,19 @@ def _engine_for(principal: Principal) -> str:
     return principal.clinic.transcription_engine or settings.TRANSCRIPTION_ENGINE
 
 
-def quota_ensure_available(*, clinic: Clinic) -> None:
+def quota_ensure_available(*, clinic: Clinic, usage_max_age: float = 0.0) -> None:
     """Refuse new audio (429) when the clinic's audio minutes for this month
     or its storage are used up. Checked where audio starts: session create,
-    batch upload and the producer socket's connect — never per frame."""
+    batch upload and the producer socket's connect — never per frame. The
+    connect accepts usage a few seconds old (``usage_max_age``): a reconnect
+    storm would otherwise sum the clinic's sessions once per producer."""
     quota = getattr(clinic, "quota", None)  # no quota row: no limits to enforce
     if quota is None:
         return
-    usage = clinic_usage(clinic=clinic)
-    if usage["audio_minutes_this_month"] >= quota.audio_minutes_per_month:
+    usage = clinic_audio_usage(clinic=clinic, max_age=usage_max_age)
+    if usage.month_ms >= quota.audio_minutes_per_month * 60_000:
         raise QuotaExceeded("The clinic's audio minutes for this month are used up.", code="audio_minutes_exhausted")
-    if usage["storage_bytes"] >= quota.storage_bytes:
+    if usage.storage_bytes >= quota.storage_bytes:
         raise QuotaExceeded("The clinic's audio storage is full.", code="storage_quota_exceeded")
 
 
@@ -271,9 +274,11 @@ def session_fail(*, principal: Principal, session_id: Any, reason: str) -> Consu
 
 @dataclass
 class StreamStart:
-    stored_final_ids: set[str] = field(default_factory=set)
     segments: int = 0
     last_final_end_ms: int = 0
+    # Stored finals (segment id -> end ms) ending within ``recent_ms`` of the
+    # last one: the only ones a replaying engine could produce again.
+    recent_finals: dict[str, int] = field(default_factory=dict)
     # Stored finals the client has not received (``finals_received``), in
     # the order they were first sent.
     unreceived_finals: list[TranscriptSegment] = field(default_factory=list)
@@ -286,6 +291,7 @@ def stream_start(
     resume_from_byte: int,
     takeover: bool,
     finals_received: int | None = None,
+    recent_ms: int = 30_000,
 ) -> StreamStart:
     """Mark the session live and audit the connection. Returns what the
     stream must know of the finals already stored (never re-sent), and the
@@ -297,38 +303,44 @@ def stream_start(
     stored when its connection was already gone (the flush after a drop).
     ``None``: the client did not say, nothing is re-sent.
 
+    A connect costs a handful of small queries whatever the session's length
+    (a reconnect storm brings hundreds at once): the finals are summed up,
+    and only the last ``recent_ms`` of them are read. Joins the caller's
+    transaction when there is one (no savepoint).
+
     Raises SessionEnded when the session is over, QuotaExceeded when the
     clinic's audio minutes or storage are used up (checked once per connect,
     before the session goes live or a stream.start is audited)."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         session = access_session(principal, session_id, for_update=True)
         if session.status not in OPEN_STATUSES:
             raise SessionEnded()
-        quota_ensure_available(clinic=principal.clinic)
+        quota_ensure_available(clinic=principal.clinic, usage_max_age=AUDIO_USAGE_MAX_AGE_SECONDS)
+        started = StreamStart()
         if session.status == SessionStatus.CREATED:
+            # Never streamed: no finals yet (batch sessions never get here).
             session.status = SessionStatus.LIVE
             session.started_at = timezone.now()
             session.save(update_fields=["status", "started_at"])
-        finals = segments_visible_to(principal, session)
-        rows = list(finals.order_by("id").values_list("id", "segment_id", "end_ms"))
-        unreceived: list[TranscriptSegment] = []
-        if finals_received is not None and finals_received < len(rows):
-            first_id = rows[finals_received][0]
-            unreceived = list(finals.filter(id__gte=first_id).order_by("id"))
+        else:
+            finals = segments_visible_to(principal, session)
+            summary = finals.aggregate(count=Count("id"), last_end=Max("end_ms"))
+            started.segments = summary["count"]
+            started.last_final_end_ms = summary["last_end"] or 0
+            if started.segments:
+                recent = finals.filter(end_ms__gte=started.last_final_end_ms - recent_ms)
+                started.recent_finals = dict(recent.values_list("segment_id", "end_ms"))
+            if finals_received is not None and finals_received < started.segments:
+                started.unreceived_finals = list(finals.order_by("id")[finals_received:])
         _audit(
             principal,
             AuditAction.STREAM_START,
             session.pk,
             resume_from_byte=resume_from_byte,
             takeover=takeover,
-            finals_resent=len(unreceived),
+            finals_resent=len(started.unreceived_finals),
         )
-    return StreamStart(
-        stored_final_ids={segment_id for _, segment_id, _ in rows},
-        segments=len(rows),
-        last_final_end_ms=max((end for _, _, end in rows), default=0),
-        unreceived_finals=unreceived,
-    )
+    return started
 
 
 class FinalLike(Protocol):
@@ -463,11 +475,12 @@ class ViewerStart:
     finals: list[TranscriptSegment]
 
 
-def viewer_start(*, principal: Principal, session_id: object) -> ViewerStart:
-    """The finals so far for a new viewer, and the LIVE_VIEW audit row."""
+def viewer_start(*, principal: Principal, session_id: object, with_finals: bool = True) -> ViewerStart:
+    """The finals so far for a new viewer (none for one that resumes from
+    the live events it has), and the LIVE_VIEW audit row."""
     session = access_session(principal, session_id)
-    finals = list(segments_visible_to(principal, session).order_by("start_ms", "id"))
-    _audit(principal, AuditAction.LIVE_VIEW, session.pk, finals=len(finals))
+    finals = list(segments_visible_to(principal, session).order_by("start_ms", "id")) if with_finals else []
+    _audit(principal, AuditAction.LIVE_VIEW, session.pk, finals=len(finals), resumed=not with_finals)
     return ViewerStart(status=session.status, sample_rate=session.sample_rate, finals=finals)
 
 

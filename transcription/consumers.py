@@ -20,11 +20,10 @@ from urllib.parse import parse_qs
 import structlog
 from django.conf import settings
 
-from sessions.models import CLOSED_STATUSES
+from transcription.connect import producer_connect, viewer_connect
 from transcription.engine_feed import EngineOpener, default_engine_opener
 from transcription.live_state import get_live_store
 from transcription.relay import get_relay
-from transcription.socket_auth import StreamAuth, authorize
 from transcription.stream import ProducerStream
 from transcription.stream_registry import new_owner_id
 from transcription.viewer import ViewerStream
@@ -71,20 +70,17 @@ def _cookie(scope, name: str) -> str | None:
     return None
 
 
-async def _authorize(scope) -> StreamAuth:
-    """Auth and tenant check, once per connection. Raises InvalidStreamToken
-    (4401), NotFound (4404, also for other clinics), ClinicSuspended (4403)."""
-    query = _query(scope)
-    session_id = str(scope.get("url_route", {}).get("kwargs", {}).get("session_id", ""))
+def _credentials(scope) -> dict[str, str | None]:
+    """What identifies the caller, for the connect's one database call."""
     # The cookie counts only when the Origin was checked (routing.py): a page
     # on another site must not ride on the clinician's login.
     web_session_key = _cookie(scope, settings.SESSION_COOKIE_NAME) if scope.get("ws_origin_trusted") else None
-    return await db_async(authorize)(
-        token=query.get("token"),
-        web_session_key=web_session_key,
-        session_id=session_id,
-        client_ip=client_ip(scope),
-    )
+    return {
+        "token": _query(scope).get("token"),
+        "web_session_key": web_session_key,
+        "session_id": str(scope.get("url_route", {}).get("kwargs", {}).get("session_id", "")),
+        "client_ip": client_ip(scope),
+    }
 
 
 class _RawWebSocketApp:
@@ -148,29 +144,30 @@ class ProducerConsumer(_RawWebSocketApp):
     engine_opener: EngineOpener = staticmethod(default_engine_opener)
 
     async def handle(self, scope, receive, ws: WsSocket) -> None:
+        query = _query(scope)
         # ``finals_received``: how many finals the client has received over
         # all its connections; the stored ones after them are re-sent after
         # Begin. Checked before the token is consumed: a client bug costs no token.
-        finals_received = _count_param(_query(scope), "finals_received")
-        auth = await _authorize(scope)
-        structlog.contextvars.bind_contextvars(clinic_id=str(auth.session.clinic_id))
-        if auth.session.status in CLOSED_STATUSES:
-            raise StreamError(Close.CONFLICT, "session_ended", "The session has ended.")
-        if auth.session.source == "batch":
-            # Its audio is the uploaded file: a stream's parts would replace
-            # it when the stream seals the session.
-            raise StreamError(Close.CONFLICT, "batch_session", "This session transcribes an uploaded file.")
+        finals_received = _count_param(query, "finals_received")
+        live, owner = get_live_store(), new_owner_id()
+        # Who, the lease and slot, the stored length, live + audit: one call.
+        connected = await db_async(producer_connect)(
+            **_credentials(scope),
+            live=live,
+            owner=owner,
+            takeover=query.get("takeover") in ("1", "true"),
+            finals_received=finals_received,
+        )
+        structlog.contextvars.bind_contextvars(clinic_id=str(connected.auth.session.clinic_id))
         stream = ProducerStream(
             ws=ws,
-            auth=auth,
-            live=get_live_store(),
+            auth=connected.auth,
+            live=live,
             relay=get_relay(),
-            owner=new_owner_id(),
-            takeover=_query(scope).get("takeover") in ("1", "true"),
-            finals_received=finals_received,
+            owner=owner,
             engine_opener=type(self).engine_opener,
         )
-        await stream.start()
+        await stream.start(connected)
         await stream.run(receive)
 
 
@@ -180,7 +177,7 @@ class ViewerConsumer(_RawWebSocketApp):
     async def handle(self, scope, receive, ws: WsSocket) -> None:
         # ``after_seq``: the last event seq this viewer received (a resume).
         after_seq = _count_param(_query(scope), "after_seq")
-        auth = await _authorize(scope)
-        structlog.contextvars.bind_contextvars(clinic_id=str(auth.session.clinic_id))
-        viewer = ViewerStream(ws=ws, auth=auth, relay=get_relay(), live=get_live_store(), after_seq=after_seq)
+        connected = await db_async(viewer_connect)(**_credentials(scope), resuming=after_seq is not None)
+        structlog.contextvars.bind_contextvars(clinic_id=str(connected.auth.session.clinic_id))
+        viewer = ViewerStream(ws=ws, connected=connected, relay=get_relay(), live=get_live_store(), after_seq=after_seq)
         await viewer.run(receive)

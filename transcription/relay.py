@@ -673,6 +673,13 @@ class MemoryRelay(SessionRelay):
                 self._sweep(now, idle)
             return entry.seq
 
+    def position(self, clinic_id: object, session_id: object) -> tuple[int, str | None]:
+        with self._lock:
+            entry = self._logs.get(relay_events_key(clinic_id, session_id))
+            if entry is None or time.monotonic() - entry.touched > self._limits()[1]:
+                return 0, None
+            return entry.seq, entry.epoch
+
     def _sweep(self, now: float, idle: int) -> None:
         """Forget idle logs, as Redis expires them (called under the lock)."""
         self._swept = now
@@ -745,21 +752,40 @@ def get_relay() -> SessionRelay:
     return relay
 
 
-def publish_sync(clinic_id: object, session_id: object, event: dict) -> int:
-    """Publish from synchronous code (the REST end, services); returns the
-    seq. Raises on a Redis error: the caller decides what a lost
-    notification means (a committed end stays committed)."""
+def _sync_redis(url: str) -> tuple[Any, Any]:
+    """The process's synchronous client and its publish script."""
     global _sync_client
-    url = getattr(settings, "REDIS_URL", "")
-    if not url:
-        return _memory_relay.publish_sync(clinic_id, session_id, event)
     with _sync_lock:
         if _sync_client is None or _sync_client[0] != url:
             import redis
 
             client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
             _sync_client = (url, client, client.register_script(_PUBLISH))
-        _, _, script = _sync_client
+        _, client, script = _sync_client
+    return client, script
+
+
+def position_sync(clinic_id: object, session_id: object) -> tuple[int, str | None]:
+    """The session's last seq and its log's epoch (0, None: no log yet), for
+    synchronous code that must subscribe from exactly here afterwards: a
+    connect reads it inside the transaction that checks the session is
+    open, so an end committed after that check is an event after it."""
+    url = getattr(settings, "REDIS_URL", "")
+    if not url:
+        return _memory_relay.position(clinic_id, session_id)
+    client, _ = _sync_redis(url)
+    epoch, seq = client.hmget(relay_meta_key(clinic_id, session_id), "epoch", "seq")
+    return (int(seq or 0), epoch) if epoch else (0, None)
+
+
+def publish_sync(clinic_id: object, session_id: object, event: dict) -> int:
+    """Publish from synchronous code (the REST end, services); returns the
+    seq. Raises on a Redis error: the caller decides what a lost
+    notification means (a committed end stays committed)."""
+    url = getattr(settings, "REDIS_URL", "")
+    if not url:
+        return _memory_relay.publish_sync(clinic_id, session_id, event)
+    _, script = _sync_redis(url)
     payload = json.dumps(event, separators=(",", ":"))
     maxlen, idle = _settings_int("RELAY_MAXLEN", 1000), _settings_int("RELAY_IDLE_SECONDS", 3600)
     seq = script(

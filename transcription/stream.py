@@ -36,17 +36,16 @@ import enum
 from collections.abc import Coroutine
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError
 
 from clinics.access import access_session
-from sessions import audio_store
 from sessions.events import SESSION_ENDED
 from sessions.models import OPEN_STATUSES
-from sessions.services import session_seal, stream_start, stream_stop
+from sessions.services import session_seal, stream_stop
 from transcription import stream_metrics
 from transcription.audio_ledger import AudioLedger
+from transcription.connect import ProducerConnect
 from transcription.engine_feed import EngineFeed, EngineOpener, default_engine_opener
 from transcription.engines.base import EngineError, TranscriptEvent
 from transcription.flusher import FinalsBook, Flusher
@@ -63,8 +62,6 @@ log = get_logger(__name__)
 MAX_TEXT_PER_SECOND = 50
 VIEWER_PARTIAL_INTERVAL = 0.2  # partials to viewers are coalesced to 5/s
 ENGINE_DRAIN_SECONDS = 10.0
-
-_run_in_thread = sync_to_async(thread_sensitive=False)
 
 
 class StreamState(enum.Enum):
@@ -120,8 +117,6 @@ class ProducerStream:
         live: LiveStore,
         relay: SessionRelay,
         owner: str,
-        takeover: bool = False,
-        finals_received: int | None = None,
         engine_opener: EngineOpener = default_engine_opener,
     ) -> None:
         self.ws = ws
@@ -132,10 +127,6 @@ class ProducerStream:
         self.live = live
         self.relay = relay
         self.owner = owner
-        self.takeover = takeover
-        # Finals the client says it has received over all its connections
-        # (None: it did not say); the stored ones after these are re-sent.
-        self.finals_received = finals_received
         self.sample_rate = self.session.sample_rate
         self.state = StreamState.STARTING
         self.counters = StreamCounters()
@@ -186,58 +177,37 @@ class ProducerStream:
 
     # --- start ------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Claim the session, take a quota slot, find the durable offset,
-        open the engine, send Begin. Raises StreamError (nothing to undo)."""
+    async def start(self, connected: ProducerConnect) -> None:
+        """Listen for the session's control events from where the connect
+        left the relay, open the engine, send Begin. ``connected``: the
+        connect's one worker-thread call (lease and slot held, session live,
+        stored length known). Raises StreamError (the lease is released)."""
         clinic_id, session_id = self.session.clinic_id, self.session.pk
-        claim = await self.live.claim(
-            clinic_id=clinic_id, session_id=session_id, owner=self.owner, takeover=self.takeover
+        claim, started = connected.claim, connected.started
+        self.ledger.start_at(connected.parts.durable_bytes)
+        # Stored finals a replay could produce again, and where the last ends.
+        self.finals = self.flusher.finals = FinalsBook(
+            stored=started.recent_finals, segments=started.segments, last_end_ms=started.last_final_end_ms
         )
-        if not claim.ok:
-            raise StreamError(
-                Close.CONFLICT,
-                "producer_active",
-                "Another connection is streaming this session. Reconnect with takeover=1 to replace it.",
-                retryable=True,
-            )
         try:
-            if not await self.live.quota_acquire(
-                clinic_id=clinic_id, session_id=session_id, limit=self.auth.max_concurrent
-            ):
-                raise StreamError(
-                    Close.QUOTA,
-                    "concurrent_sessions_exceeded",
-                    "The clinic's concurrent-session quota is full.",
-                    retryable=True,
+            try:
+                self._control = await self.relay.subscribe(
+                    clinic_id, session_id, after_seq=connected.relay_seq, epoch=connected.relay_epoch
                 )
-            # Listening before the session is checked open, so a REST end
-            # that commits after that check is still heard.
-            self._control = await self.relay.subscribe(clinic_id, session_id)
+            except RelayGap:
+                # The log changed since the connect read it (Redis restarted
+                # empty): the control listener listens anew and asks the
+                # database whether the session ended meanwhile.
+                self._control = None
             if claim.previous_owner and claim.previous_owner != self.owner:
                 self._publish({"type": "stream.takeover", "owner": self.owner})
-            index = await _run_in_thread(audio_store.parts_scan)(self.session)
-            self.ledger.start_at(index.durable_bytes)
-            # SessionEnded (4409) and QuotaExceeded (4429) close the socket
-            # through the error map (voiceai.errors).
-            started = await db_async(stream_start)(
-                principal=self.principal,
-                session_id=session_id,
-                resume_from_byte=self.ledger.durable,
-                takeover=bool(claim.previous_owner),
-                finals_received=self.finals_received,
-            )
-            # Stored finals are remembered as ending at the last one: only
-            # those near it could be produced again by a replay.
-            self.finals = self.flusher.finals = FinalsBook(
-                stored=dict.fromkeys(started.stored_final_ids, started.last_final_end_ms),
-                segments=started.segments,
-                last_end_ms=started.last_final_end_ms,
-            )
-            await self.feed.open_replaying(index)
+            await self.feed.open_replaying(connected.parts)
         except BaseException:
             if self._control is not None:
                 await self._control.aclose()
-            await self.live.release(clinic_id=clinic_id, session_id=session_id, owner=self.owner, durable_bytes=0)
+            await self.live.release(
+                clinic_id=clinic_id, session_id=session_id, owner=self.owner, durable_bytes=self.ledger.durable
+            )
             raise
         self.state = StreamState.STREAMING
         STATS.streams_active += 1

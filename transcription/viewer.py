@@ -18,9 +18,9 @@ import contextlib
 from sessions.events import SESSION_ENDED
 from sessions.models import CLOSED_STATUSES
 from sessions.services import viewer_start
+from transcription.connect import ViewerConnect
 from transcription.live_state import LiveStore
 from transcription.relay import RelayGap, SessionRelay, Subscription
-from transcription.socket_auth import StreamAuth
 from transcription.stream_registry import STATS, new_owner_id
 from transcription.wire import PROTOCOL_VERSION, Close, StreamError, WsSocket, parse_control, segment_payload
 from voiceai.db import db_async
@@ -34,14 +34,14 @@ class ViewerStream:
         self,
         *,
         ws: WsSocket,
-        auth: StreamAuth,
+        connected: ViewerConnect,
         relay: SessionRelay,
         live: LiveStore,
         after_seq: int | None = None,
     ) -> None:
         self.ws = ws
-        self.auth = auth
-        self.session = auth.session
+        self.connected = connected
+        self.session = connected.auth.session
         self.relay = relay
         self.live = live
         self.after_seq = after_seq
@@ -65,38 +65,48 @@ class ViewerStream:
 
     async def _run(self, receive) -> None:
         clinic_id, session_id = self.session.clinic_id, self.session.pk
-        # Listen first, load second: events published while the finals load
-        # are queued and de-duplicated by segment id.
+        connected = self.connected
+        finals = connected.finals
         resumed = False
         if self.after_seq is not None:
             try:
                 self._events = await self.relay.subscribe(clinic_id, session_id, after_seq=self.after_seq)
                 resumed = True
             except RelayGap:
+                # The events after after_seq are gone: start over from the
+                # stored finals, as on a first connect.
                 log.info("viewer_resume_gap", session_id=str(session_id))
+                reload = await db_async(viewer_start)(principal=connected.auth.principal, session_id=session_id)
+                finals = reload.finals
         if self._events is None:
-            self._events = await self.relay.subscribe(clinic_id, session_id)
-        # Present before the finals load, so the producer starts sending
-        # partials to the relay (finals always go).
+            try:
+                # From where the connect read the relay, before the finals
+                # were loaded: nothing falls between the two.
+                self._events = await self.relay.subscribe(
+                    clinic_id, session_id, after_seq=connected.relay_seq, epoch=connected.relay_epoch
+                )
+            except RelayGap:
+                self._events = await self.relay.subscribe(clinic_id, session_id)
+        # Present before Begin, so the producer starts sending partials to
+        # the relay (finals always go).
         await self._touch()
         self.relay.publish_nowait(clinic_id, session_id, {"type": "viewer.joined"})
-        start = await db_async(viewer_start)(principal=self.auth.principal, session_id=session_id)
         await self.ws.send_json(
             {
                 "type": "Begin",
                 "session_id": str(session_id),
                 "protocol": PROTOCOL_VERSION,
-                "sample_rate": start.sample_rate,
-                "status": start.status,
+                "sample_rate": connected.sample_rate,
+                "status": connected.status,
                 "seq": self._events.start_seq,
                 "resumed": resumed,
             }
         )
         if not resumed:
-            for final in map(segment_payload, start.finals):
+            for final in map(segment_payload, finals):
                 self._sent_finals.add(final["segment_id"])
                 await self.ws.send_json(final)
-        if start.status in CLOSED_STATUSES and not resumed:
+        if connected.status in CLOSED_STATUSES and not resumed:
             await self._end()
             return
         client = asyncio.ensure_future(self._client_loop(receive))

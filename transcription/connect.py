@@ -1,0 +1,145 @@
+"""A socket's connect in one worker-thread call.
+
+A producer's connect used to cost three thread hops and a dozen database
+round trips plus two Redis scripts and a channel-layer join — 15-27 ms of
+server CPU, so a deploy's reconnect storm of 500 producers took 15-18 s to
+get through (docs/benchmarks.md). Here it is one call in a worker thread:
+
+1. who connects (the principal core: the token spent, the session and the
+   clinic's quota read with it);
+2. the session's producer lease and one of the clinic's stream slots, in
+   one Redis step (``LiveStore.claim_slot_sync``);
+3. the stored audio's length (only for a session that streamed before);
+4. one transaction: the session goes live, the stored finals are summed up,
+   the ``stream.start`` audit row — and the session's relay position read
+   while the row is locked, so an end committed after this check is an
+   event after that position, which the stream then subscribes from.
+
+A viewer's connect is the same single call: who connects, the relay
+position, the stored finals and the ``transcript.live_view`` audit row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from sessions import audio_store
+from sessions.models import CLOSED_STATUSES, SessionStatus, TranscriptSegment
+from sessions.services import SessionEnded, StreamStart, stream_start, viewer_start
+from transcription import relay
+from transcription.engine_feed import MAX_REPLAY_MS
+from transcription.live_state import Claim, LiveStore
+from transcription.socket_auth import StreamAuth, authorize
+from voiceai.errors import Conflict, QuotaExceeded
+
+
+class ProducerActive(Conflict):
+    code = "producer_active"
+    default_message = "Another connection is streaming this session. Reconnect with takeover=1 to replace it."
+    retryable = True
+
+
+class BatchSession(Conflict):
+    code = "batch_session"
+    default_message = "This session transcribes an uploaded file."
+
+
+class StreamSlotsFull(QuotaExceeded):
+    code = "concurrent_sessions_exceeded"
+    default_message = "The clinic's concurrent-session quota is full."
+    retryable = True
+
+
+@dataclass
+class ProducerConnect:
+    auth: StreamAuth
+    claim: Claim
+    parts: audio_store.PartsIndex
+    started: StreamStart
+    # Where the session's relay events stood when the session was checked open.
+    relay_seq: int
+    relay_epoch: str | None
+
+
+def producer_connect(
+    *,
+    token: str | None,
+    web_session_key: str | None,
+    session_id: str,
+    client_ip: str | None,
+    live: LiveStore,
+    owner: str,
+    takeover: bool,
+    finals_received: int | None,
+) -> ProducerConnect:
+    """Everything a producer's connect needs from the database, Redis and
+    storage. Raises a DomainError (the error map gives its close code)."""
+    auth = authorize(token=token, web_session_key=web_session_key, session_id=session_id, client_ip=client_ip)
+    session = auth.session
+    if session.status in CLOSED_STATUSES:
+        raise SessionEnded()
+    if session.source == "batch":
+        # Its audio is the uploaded file: a stream's parts would replace it
+        # when the stream seals the session.
+        raise BatchSession()
+    claim = live.claim_slot_sync(
+        clinic_id=session.clinic_id, session_id=session.pk, owner=owner, takeover=takeover, limit=auth.max_concurrent
+    )
+    if not claim.ok:
+        raise StreamSlotsFull() if claim.refused == "quota_full" else ProducerActive()
+    try:
+        # A session that never streamed has no audio stored (unless a
+        # producer taking over raced its first connect: then look).
+        if session.status == SessionStatus.CREATED and not takeover:
+            parts = audio_store.PartsIndex(chain=[], durable_bytes=0, part_count=0)
+        else:
+            parts = audio_store.parts_scan(session)
+        with transaction.atomic():
+            started = stream_start(
+                principal=auth.principal,
+                session_id=session.pk,
+                resume_from_byte=parts.durable_bytes,
+                takeover=bool(claim.previous_owner),
+                finals_received=finals_received,
+                recent_ms=MAX_REPLAY_MS,
+            )
+            relay_seq, relay_epoch = relay.position_sync(session.clinic_id, session.pk)
+    except BaseException:
+        live.release_sync(clinic_id=session.clinic_id, session_id=session.pk, owner=owner)
+        raise
+    return ProducerConnect(
+        auth=auth, claim=claim, parts=parts, started=started, relay_seq=relay_seq, relay_epoch=relay_epoch
+    )
+
+
+@dataclass
+class ViewerConnect:
+    auth: StreamAuth
+    status: str
+    sample_rate: int
+    finals: list[TranscriptSegment]  # the stored finals (none for a resume)
+    relay_seq: int
+    relay_epoch: str | None
+
+
+def viewer_connect(
+    *, token: str | None, web_session_key: str | None, session_id: str, client_ip: str | None, resuming: bool
+) -> ViewerConnect:
+    """Who watches, where the relay stands, and (unless ``resuming``) the
+    stored finals, read after that position: a final stored before the
+    read is in them, and one published after it comes through the relay
+    (a final in both is sent once, by segment id)."""
+    auth = authorize(token=token, web_session_key=web_session_key, session_id=session_id, client_ip=client_ip)
+    session = auth.session
+    relay_seq, relay_epoch = relay.position_sync(session.clinic_id, session.pk)
+    start = viewer_start(principal=auth.principal, session_id=session.pk, with_finals=not resuming)
+    return ViewerConnect(
+        auth=auth,
+        status=start.status,
+        sample_rate=start.sample_rate,
+        finals=start.finals,
+        relay_seq=relay_seq,
+        relay_epoch=relay_epoch,
+    )
