@@ -5,8 +5,9 @@ def relay_session_ended(sender: object, *, clinic_id: object, session_id: object
     """A session ended anywhere reaches its producer (seal and close) and its
     viewers (End) through the session relay."""
     from sessions.events import SESSION_ENDED
-    from transcription.relay import publish_sync
+    from transcription.relay import control_log, publish_sync
 
+    publish_sync(clinic_id, control_log(session_id), {"type": SESSION_ENDED})
     publish_sync(clinic_id, session_id, {"type": SESSION_ENDED})
 
 

@@ -58,7 +58,7 @@ class ProducerConnect:
     claim: Claim
     parts: audio_store.PartsIndex
     started: StreamStart
-    # Where the session's relay events stood when the session was checked open.
+    # Where the session's control log stood when the session was checked open.
     relay_seq: int
     relay_epoch: str | None
 
@@ -105,7 +105,7 @@ def producer_connect(
                 finals_received=finals_received,
                 recent_ms=MAX_REPLAY_MS,
             )
-            relay_seq, relay_epoch = relay.position_sync(session.clinic_id, session.pk)
+            relay_seq, relay_epoch = relay.position_sync(session.clinic_id, relay.control_log(session.pk))
     except BaseException:
         live.release_sync(clinic_id=session.clinic_id, session_id=session.pk, owner=owner)
         raise

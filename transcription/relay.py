@@ -64,6 +64,15 @@ from voiceai.logging import get_logger
 log = get_logger(__name__)
 
 
+def control_log(session_id: object) -> str:
+    """Where a session's producer hears of it (``stream.takeover``,
+    ``viewer.joined``, ``session.ended``): a log of its own, next to the
+    viewers' one (``session_id`` itself: transcripts and the end). Viewers
+    then receive every seq of their log — a gap is a loss they can see —
+    and a producer never receives its own transcripts back."""
+    return f"{session_id}:control"
+
+
 def relay_meta_key(clinic_id: object, session_id: object) -> str:
     return f"{live_state_key(clinic_id, session_id)}:relay"
 

@@ -50,7 +50,7 @@ from transcription.engine_feed import EngineFeed, EngineOpener, default_engine_o
 from transcription.engines.base import EngineError, TranscriptEvent
 from transcription.flusher import FinalsBook, Flusher
 from transcription.live_state import LiveStore
-from transcription.relay import RelayGap, RelayUnavailable, SessionRelay, Subscription
+from transcription.relay import RelayGap, RelayUnavailable, SessionRelay, Subscription, control_log
 from transcription.socket_auth import StreamAuth
 from transcription.stream_registry import ACTIVE_STREAMS, STATS, StreamCounters
 from transcription.wire import PROTOCOL_VERSION, Close, StreamError, WsSocket, parse_control, segment_payload
@@ -192,7 +192,7 @@ class ProducerStream:
         try:
             try:
                 self._control = await self.relay.subscribe(
-                    clinic_id, session_id, after_seq=connected.relay_seq, epoch=connected.relay_epoch
+                    clinic_id, control_log(session_id), after_seq=connected.relay_seq, epoch=connected.relay_epoch
                 )
             except RelayGap:
                 # The log changed since the connect read it (Redis restarted
@@ -200,7 +200,9 @@ class ProducerStream:
                 # database whether the session ended meanwhile.
                 self._control = None
             if claim.previous_owner and claim.previous_owner != self.owner:
-                self._publish({"type": "stream.takeover", "owner": self.owner})
+                self.relay.publish_nowait(
+                    clinic_id, control_log(session_id), {"type": "stream.takeover", "owner": self.owner}
+                )
             await self.feed.open_replaying(connected.parts)
         except BaseException:
             if self._control is not None:
@@ -364,15 +366,16 @@ class ProducerStream:
     # --- viewers and control messages ----------------------------------------------------------
 
     def _publish(self, event: dict) -> None:
+        """To the session's viewers."""
         self.relay.publish_nowait(self.session.clinic_id, self.session.pk, event)
 
     def _publish_transcript(self, payload: dict) -> None:
         self._publish({"type": "transcript", "event": payload})
 
     async def _control_listener(self) -> None:
-        """The session's relay events for its producer: ``session.ended``
+        """The session's control log, its producer's events: ``session.ended``
         (the REST API), ``stream.takeover`` (a newer producer),
-        ``viewer.joined``; transcripts are this stream's own. It outlives
+        ``viewer.joined``. It outlives
         Redis errors: after a gap (events lost: Redis came back empty, or
         this listener fell behind) it listens again and asks the database
         whether the session ended meanwhile."""
@@ -380,7 +383,7 @@ class ProducerStream:
         while True:
             try:
                 if self._control is None:
-                    self._control = await self.relay.subscribe(self.session.clinic_id, self.session.pk)
+                    self._control = await self.relay.subscribe(self.session.clinic_id, control_log(self.session.pk))
                     if not await db_async(self._session_open)():
                         self._stop(StreamError(Close.NORMAL, "session_ended", "The session was ended."))
                         return

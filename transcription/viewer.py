@@ -20,7 +20,7 @@ from sessions.models import CLOSED_STATUSES
 from sessions.services import viewer_start
 from transcription.connect import ViewerConnect
 from transcription.live_state import LiveStore
-from transcription.relay import RelayGap, SessionRelay, Subscription
+from transcription.relay import RelayGap, SessionRelay, Subscription, control_log
 from transcription.stream_registry import STATS, new_owner_id
 from transcription.wire import PROTOCOL_VERSION, Close, StreamError, WsSocket, parse_control, segment_payload
 from voiceai.db import db_async
@@ -90,7 +90,7 @@ class ViewerStream:
         # Present before Begin, so the producer starts sending partials to
         # the relay (finals always go).
         await self._touch()
-        self.relay.publish_nowait(clinic_id, session_id, {"type": "viewer.joined"})
+        self.relay.publish_nowait(clinic_id, control_log(session_id), {"type": "viewer.joined"})
         await self.ws.send_json(
             {
                 "type": "Begin",

@@ -14,7 +14,7 @@ from clinics.principals import stream_token_consume
 from sessions import storage_keys
 from sessions.models import ConsultationSession, SessionStatus, TranscriptSegment
 from tests.api.conftest import error_code, streamed_body
-from transcription.relay import get_relay
+from transcription.relay import control_log, get_relay
 
 SESSION_ENDPOINTS = [
     ("get", "/api/v1/sessions/{id}/"),
@@ -176,6 +176,8 @@ def test_it_ends_a_session_and_tells_live_sockets_after_commit(client_a, session
         assert _relayed(session_a.clinic_id, session_a.id) == []  # not before the commit
     assert response.status_code == 200 and response.json()["status"] == "ended"
     assert len(callbacks) == 1
+    # Its producer hears it on the control log, its viewers on theirs.
+    assert _relayed(session_a.clinic_id, control_log(session_a.id)) == [{"type": "session.ended"}]
     assert _relayed(session_a.clinic_id, session_a.id) == [{"type": "session.ended"}]
     again = client_a.post(f"/api/v1/sessions/{session_a.id}/end/")
     assert again.status_code == 200 and again.json()["ended_at"] == response.json()["ended_at"]
