@@ -284,6 +284,9 @@ LOGGING = {
         "h2": {"level": _PAYLOAD_LOG_LEVEL},
         "awscrt": {"level": _PAYLOAD_LOG_LEVEL},
         "asyncio": {"level": _PAYLOAD_LOG_LEVEL},
+        # redis-py's connection chatter (e.g. its maintenance-notification
+        # probe on every new connection) says nothing an operator needs.
+        "redis": {"level": _PAYLOAD_LOG_LEVEL},
     },
 }
 
