@@ -127,7 +127,9 @@ def access_session(principal: Principal, session_id: object, *, for_update: bool
     qs = sessions_visible_to(principal)
     if for_update:
         qs = qs.select_for_update()
-    session = qs.filter(pk=_parse_uuid(session_id)).first()
+    # By primary key: no ordering to compile (every socket connect and REST
+    # call on a session runs this; ``first()`` would add ORDER BY).
+    session = next(iter(qs.filter(pk=_parse_uuid(session_id)).order_by()[:1]), None)
     if session is None:
         raise NotFound("Session not found.")
     return session

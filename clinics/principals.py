@@ -98,7 +98,13 @@ def _token_consume(*, token: str, session_id: object, client_ip: str | None) -> 
     principal = _issuer_principal(payload, client_ip=client_ip)
     session = access_session(principal, session_id)
     try:
-        with transaction.atomic():
+        # A reused token fails on the unique jti. Outside a transaction (the
+        # socket's connect) the failed INSERT harms nothing and needs no
+        # BEGIN/COMMIT of its own; inside one, a savepoint keeps it usable.
+        if transaction.get_connection().in_atomic_block:
+            with transaction.atomic():
+                UsedStreamToken.objects.create(jti=str(payload["j"])[:32], clinic=principal.clinic)
+        else:
             UsedStreamToken.objects.create(jti=str(payload["j"])[:32], clinic=principal.clinic)
     except IntegrityError:
         raise InvalidStreamToken("The stream token was already used.") from None
@@ -108,11 +114,8 @@ def _token_consume(*, token: str, session_id: object, client_ip: str | None) -> 
 def _issuer_principal(payload: dict, *, client_ip: str | None) -> Principal:
     if payload.get("k") is not None:
         # The clinic's quota comes along: the socket's connect needs its limits.
-        key = (
-            ApiKey.objects.select_related("clinic", "clinic__quota")
-            .filter(pk=payload["k"], revoked_at__isnull=True)
-            .first()
-        )
+        keys = ApiKey.objects.select_related("clinic", "clinic__quota").filter(pk=payload["k"], revoked_at__isnull=True)
+        key = next(iter(keys.order_by()[:1]), None)
         if key is None or str(key.clinic_id) != payload.get("c"):
             raise InvalidStreamToken()
         return principal_for_api_key(key, client_ip=client_ip)
