@@ -133,3 +133,18 @@ def test_it_delivers_every_final_to_every_viewer_on_another_process_exactly_once
     assert finals["missing"] == finals["duplicate"] == finals["out_of_order"] == finals["unexpected"] == 0
     assert finals["viewers_without_end"] == 0
     assert result["targets"]["finals_exactly_once_in_order"]
+
+
+def test_it_rewrites_only_the_crowd_block_of_the_docs(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(
+        f"# Benchmarks\n\n{report.BEGIN}\ncapacity tables\n{report.END}\n\n## Crowds\n\nby hand\n\n"
+        f"{report.CROWDS_BEGIN}\nold crowds\n{report.CROWDS_END}\n\nreading\n"
+    )
+    report.write_crowds_docs(doc, "new crowds")
+    text = doc.read_text()
+    assert "old crowds" not in text
+    assert f"{report.CROWDS_BEGIN}\nnew crowds\n{report.CROWDS_END}" in text
+    assert "capacity tables" in text
+    assert "by hand" in text
+    assert text.rstrip().endswith("reading")
