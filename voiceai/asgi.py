@@ -12,6 +12,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from transcription.routing import WebSocketOriginGuard, install_token_redaction, websocket_urlpatterns  # noqa: E402
+from voiceai.body_limits import RequestBodyLimit  # noqa: E402
 from voiceai.ops.cloudwatch import start_publisher as start_cloudwatch_publisher  # noqa: E402
 
 # Stream tokens ride in the query string; servers log it on connect.
@@ -19,7 +20,8 @@ install_token_redaction()
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Body limits before Django spools a byte (and before authentication).
+        "http": RequestBodyLimit(django_asgi_app),
         # No AuthMiddlewareStack: the consumers read the session cookie
         # themselves, only when there is no token and the Origin is trusted,
         # inside their one connect-time DB call.
