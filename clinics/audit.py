@@ -32,6 +32,7 @@ class AuditAction:
     MEMBER_REMOVE = "member.remove"
     CLINIC_EXPORT = "clinic.export"
     RETENTION_PURGE = "retention.purge"
+    LOGIN_FAILED = "auth.login_failed"
 
 
 def audit_record(

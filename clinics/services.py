@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -65,6 +66,18 @@ class PlatformActor:
     @property
     def label(self) -> str:
         return f"staff:{self.user.pk}"
+
+
+@dataclass(frozen=True)
+class AnonymousActor:
+    """Someone not signed in (a failed sign-in): only where they came from."""
+
+    client_ip: str | None = None
+    request_id: str = ""
+    user: None = None
+    api_key: None = None
+    label: str = "anonymous"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 # --- clinics -----------------------------------------------------------------
@@ -295,6 +308,34 @@ def api_key_authenticate(raw: str) -> ApiKey | None:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now
     return key
+
+
+# --- sign-in -------------------------------------------------------------------
+
+
+def login_failure_audit(*, username: str, client_ip: str | None, request_id: str = "", path: str = "") -> int:
+    """A wrong password for ``username``: one ``auth.login_failed`` row in
+    each clinic the user belongs to, so its admins see attacks on their
+    people. Unknown usernames have no clinic; django-axes keeps those (and
+    these) in its own failure log for platform staff. Returns the rows written."""
+    user_model = get_user_model()
+    user = user_model._default_manager.filter(**{user_model.USERNAME_FIELD: username}).first()
+    if user is None:
+        return 0
+    actor = AnonymousActor(client_ip=client_ip, request_id=request_id)
+    clinic_ids = Membership.objects.filter(user=user).values_list("clinic_id", flat=True)
+    written = 0
+    for clinic in Clinic.objects.filter(pk__in=clinic_ids):
+        audit_record(
+            clinic=clinic,
+            action=AuditAction.LOGIN_FAILED,
+            object_type="user",
+            object_id=user.pk,
+            actor=actor,
+            details={"path": path[:200]},
+        )
+        written += 1
+    return written
 
 
 # --- memberships ---------------------------------------------------------------

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "clinics",
     "sessions.apps.ConsultationsConfig",
     "transcription",
@@ -53,6 +54,15 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes first: it refuses a locked-out username or address before the
+# password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "voiceai.urls"
@@ -194,6 +204,20 @@ USE_TZ = True
 
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
+
+# Login throttling (django-axes) on /accounts/login/ and /admin/login/: after
+# LOGIN_FAILURE_LIMIT wrong passwords for one username, or from one address,
+# that username (or address) is refused with 429 for LOGIN_LOCKOUT_MINUTES,
+# even with the right password. `manage.py axes_reset` lifts every lockout.
+# The address is REMOTE_ADDR, which uvicorn sets from the trusted proxy's
+# X-Forwarded-For. Each failure also writes an `auth.login_failed` audit row
+# in the user's clinics (clinics.services.login_failure_audit).
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = env_float("LOGIN_LOCKOUT_MINUTES", 15.0) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_CLIENT_STR_CALLABLE = "clinics.logins.axes_client_str"  # no usernames in log lines
 
 # Request bodies: the JSON API never needs more than this; uploads have
 # their own limit (BATCH_UPLOAD_MAX_BYTES).
