@@ -409,6 +409,13 @@ class AuditEventAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
 
 class StaffOnlyMixin:
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # Nothing at all for anyone else, so that every object page answers
+        # like a missing object: otherwise a clinic admin got 403 for a user
+        # id that exists and a redirect for one that doesn't.
+        queryset = super().get_queryset(request)  # type: ignore[misc]
+        return queryset if is_platform_staff(request.user) else queryset.none()
+
     def has_module_permission(self, request: HttpRequest) -> bool:
         return is_platform_staff(request.user)
 

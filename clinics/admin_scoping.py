@@ -38,6 +38,13 @@ _CACHE_ATTR = "_voiceai_admin_principals"
 
 ALL_PERMISSIONS = frozenset({"view", "add", "change", "delete"})
 
+# What Django's own list filters put in the query string after the field
+# name (choices, booleans, related-only, dates). No free-form text lookups.
+_FILTER_LOOKUPS = frozenset({"exact", "isnull", "id__exact", "gte", "lt"})
+# The date hierarchy's parts; the year stops at 9998 because its "until"
+# bound is the next year, and datetime ends at 9999.
+_DATE_PARTS = {"year": (1, 9998), "month": (1, 12), "day": (1, 31)}
+
 
 def is_platform_staff(user: Any) -> bool:
     return bool(user and user.is_active and user.is_superuser)
@@ -108,6 +115,32 @@ class TenantScopedAdminMixin:
             return base.none()
         # Keep the admin's ordering; the filter comes only from the access layer.
         return scoped.order_by(*(base.query.order_by or self.model._meta.ordering or ["pk"]))  # type: ignore[attr-defined]
+
+    # --- list lookups -------------------------------------------------------
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        """Only the declared list filters and the date hierarchy, with the
+        lookups those filters themselves send. Django otherwise accepts any
+        lookup on a local field from the query string: ``?text__iregex=^a``
+        on segments was an oracle over every transcript of the clinic, with
+        no audit row; a bad value (``?client_ip=zzz``) or a year past 9998
+        was a 500. A refused lookup is Django's 400."""
+        if not super().lookup_allowed(lookup, value, request):  # type: ignore[misc]
+            return False
+        hierarchy = getattr(self, "date_hierarchy", None)
+        if hierarchy and lookup.startswith(f"{hierarchy}__"):
+            bounds = _DATE_PARTS.get(lookup.removeprefix(f"{hierarchy}__"))
+            return bounds is not None and value.isdigit() and bounds[0] <= int(value) <= bounds[1]
+        list_filter = self.get_list_filter(request) if request is not None else self.list_filter  # type: ignore[attr-defined]
+        for spec in list_filter:
+            if isinstance(spec, (tuple, list)):
+                spec = spec[0]
+            if isinstance(spec, str):
+                if lookup == spec or lookup.removeprefix(f"{spec}__") in _FILTER_LOOKUPS:
+                    return True
+            elif lookup == getattr(spec, "parameter_name", None):
+                return True
+        return False
 
     def formfield_for_foreignkey(self, db_field: models.ForeignKey, request: HttpRequest, **kwargs: Any) -> Any:
         if not is_platform_staff(request.user):

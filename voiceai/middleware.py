@@ -3,7 +3,9 @@ import uuid
 from collections.abc import Callable
 
 import structlog
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+
+from voiceai.api_errors import error_body
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -26,3 +28,21 @@ class RequestIdMiddleware:
         response = self.get_response(request)
         response["X-Request-Id"] = request_id
         return response
+
+
+class NulByteQueryMiddleware:
+    """Refuses a query string with a NUL character (400). PostgreSQL can't
+    hold one in a text parameter, so any filter that passed it on (admin
+    lists, console filters) failed with a 500. Nothing here ever needs one."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if any("\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists()):
+            if request.path_info.startswith("/api/"):
+                return JsonResponse(
+                    error_body("malformed_request", "The query string holds a NUL character."), status=400
+                )
+            return HttpResponseBadRequest("The query string holds a NUL character.")
+        return self.get_response(request)

@@ -43,6 +43,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "voiceai.middleware.RequestIdMiddleware",
+    "voiceai.middleware.NulByteQueryMiddleware",
     "voiceai.ops.health.HealthCheckMiddleware",
     "voiceai.ops.observability.HttpMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -295,6 +296,8 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         "daphne": {"level": "WARNING"},
         "uvicorn.access": {"level": "WARNING"},
+        # One INFO line per successful sign-in otherwise; lockouts are WARNING.
+        "axes": {"level": "WARNING"},
         # At DEBUG these log payloads: WebSocket frames (transcript text,
         # audio) and HTTP bodies and headers (keys). Never below INFO,
         # whatever LOG_LEVEL says.
