@@ -34,6 +34,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _PR_SET_PDEATHSIG = 1
+METRICS_TOKEN = "test-scrape-token"
 
 
 def free_port() -> int:
@@ -134,6 +135,8 @@ def base_env(media_root: str | os.PathLike, **overrides: str) -> dict[str, str]:
         "TRANSCRIPTION_ENGINE": "fake",
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
+        # Without DEBUG, /metrics exists only with a token (tests.ops.streaming.scrape sends it).
+        "METRICS_TOKEN": METRICS_TOKEN,
     }
     redis_url = os.environ.get("REDIS_URL")
     if redis_url:

@@ -115,6 +115,14 @@ class ApiView(GenericAPIView):
             check_body_size(request, self.max_body_bytes)
         super().initial(request, *args, **kwargs)
 
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        # Every answer is one clinic's data, and several carry stream tokens:
+        # no browser or proxy may keep a copy.
+        if not response.has_header("Cache-Control"):
+            response["Cache-Control"] = "private, no-store"
+        return response
+
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, RequestDataTooBig):
             exc = RequestTooLarge()

@@ -6,8 +6,18 @@ import re
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
+# Any position with more digits is past the end of every file; Python
+# refuses to convert strings of over 4,300 digits at all (a 500 before).
+_MAX_DIGITS = 18
+_PAST_ANY_END = 10**_MAX_DIGITS
+
+
 class RangeNotSatisfiable(Exception):
     pass
+
+
+def _position(digits: str) -> int:
+    return int(digits) if len(digits) <= _MAX_DIGITS else _PAST_ANY_END
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -22,14 +32,14 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if first == "" and last == "":
         return None
     if first == "":
-        suffix = int(last)
+        suffix = _position(last)
         if suffix == 0 or size == 0:
             raise RangeNotSatisfiable()
         return max(0, size - suffix), size - 1
-    start = int(first)
+    start = _position(first)
     if start >= size:
         raise RangeNotSatisfiable()
-    end = size - 1 if last == "" else min(int(last), size - 1)
+    end = size - 1 if last == "" else min(_position(last), size - 1)
     if end < start:
         return None  # "bytes=5-2" is invalid syntax: ignore
     return start, end

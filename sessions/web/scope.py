@@ -19,6 +19,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 
 from clinics.access import Principal, memberships_of
 from clinics.api.base import SESSION_CLINIC_KEY, request_id
@@ -38,6 +39,9 @@ def console_view(*, admin: bool = False) -> Callable[[View], View]:
     views answer 403 to clinicians. Domain errors become 404/403 pages."""
 
     def decorator(view: View) -> View:
+        # Every console page shows one clinic's sessions (and the record and
+        # live pages their transcripts): never stored by a browser or proxy.
+        @never_cache
         @login_required
         @wraps(view)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

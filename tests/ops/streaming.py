@@ -8,10 +8,13 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.servers import METRICS_TOKEN
+
 
 def scrape(base_url: str) -> dict[tuple[str, frozenset], float]:
     """GET /metrics → {(sample name, frozenset(labels)): value}."""
-    with urllib.request.urlopen(f"{base_url}/metrics", timeout=10) as response:
+    request = urllib.request.Request(f"{base_url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
         text = response.read().decode()
     samples: dict[tuple[str, frozenset], float] = {}
     for family in text_string_to_metric_families(text):

@@ -1,5 +1,6 @@
 """/metrics and the HTTP request counter."""
 
+import hmac
 from collections.abc import Callable
 
 from django.conf import settings
@@ -10,13 +11,21 @@ from voiceai.ops.metrics import HTTP_REQUESTS
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Prometheus text format. Guarded by METRICS_TOKEN when set (the
-    scraper sends ``Authorization: Bearer <token>``); in production the
-    load balancer also keeps /metrics off the public listener."""
+    """Prometheus text format. The scraper sends ``Authorization: Bearer
+    <METRICS_TOKEN>``; without DEBUG there is no /metrics at all until a
+    token is set (404, like a wrong token). The load balancer's path rule is
+    not enough on its own: it matches the raw path, and ``/%6detrics``
+    reached this view (Django routes the decoded path)."""
     token = settings.METRICS_TOKEN
-    if token and request.headers.get("Authorization", "") != f"Bearer {token}":
-        return HttpResponse(status=404)
+    if not token:
+        return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST) if settings.DEBUG else _hidden()
+    if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), f"Bearer {token}".encode()):
+        return _hidden()
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+
+def _hidden() -> HttpResponse:
+    return HttpResponse(status=404)
 
 
 class HttpMetricsMiddleware:
