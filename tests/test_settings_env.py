@@ -53,3 +53,27 @@ def test_it_starts_with_the_embedded_defaults_in_debug():
     result = _start(DEBUG="1", PORT="8123")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "PORT 8123" in result.stdout
+
+
+# The production settings README.md documents for `make check`.
+PRODUCTION_ENV = {
+    "DEBUG": "0",
+    "SECRET_KEY": "k3y-" + "x7Qz9" * 12,
+    "ALLOWED_HOSTS": "voice.clinic-example.jp",
+    "BEHIND_TLS_PROXY": "1",
+}
+
+
+def test_it_passes_the_deploy_checks_with_the_documented_production_settings():
+    clean = {k: v for k, v in os.environ.items() if k not in _OURS}
+    clean.update(DJANGO_SETTINGS_MODULE="voiceai.settings", **PRODUCTION_ENV)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no issues (0 silenced)" in result.stdout

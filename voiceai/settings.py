@@ -317,6 +317,18 @@ LOGGING = {
     },
 }
 
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY") else None
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG and env_bool("BEHIND_TLS_PROXY"))
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY")
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
+_TLS_ONLY = BEHIND_TLS_PROXY and not DEBUG
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", _TLS_ONLY)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Behind the TLS load balancer the site is HTTPS only: browsers are told to
+# keep it so (HSTS), and a plain-HTTP request that still arrives is
+# redirected. The probes are answered before SecurityMiddleware (they come
+# from the load balancer over plain HTTP); /metrics is exempt for an
+# in-VPC scraper.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if _TLS_ONLY else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", _TLS_ONLY)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", _TLS_ONLY)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _TLS_ONLY)
+SECURE_REDIRECT_EXEMPT = [r"^metrics$"]

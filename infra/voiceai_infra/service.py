@@ -35,6 +35,10 @@ METRIC_ENGINE_STREAMS = "EngineStreamsActive"
 # handed to the app as CLOUDWATCH_METRICS_SERVICE.
 METRIC_SERVICE_DIMENSION = "Service"
 
+# The smallest task disk Fargate lets a stack state (GiB); it holds the image
+# layers and the temp files of uploads in flight.
+EPHEMERAL_STORAGE_GIB = 21
+BATCH_UPLOAD_MAX_BYTES = 200 * 1024 * 1024
 CPU_TARGET_PERCENT = 70
 MEMORY_TARGET_PERCENT = 80
 CONNECTIONS_PER_TASK_TARGET = 500
@@ -102,6 +106,10 @@ class WebService(Construct):
             "Task",
             cpu=1024,
             memory_limit_mib=2048,
+            # Stated, not left to the platform default: request bodies are
+            # refused by size before they touch it (voiceai/body_limits.py;
+            # the limits are set below), uploads spool here on their way to S3.
+            ephemeral_storage_gib=EPHEMERAL_STORAGE_GIB,
             task_role=task_role,
             runtime_platform=ecs.RuntimePlatform(
                 cpu_architecture=ecs.CpuArchitecture.X86_64,
@@ -134,6 +142,10 @@ class WebService(Construct):
             # account's quota itself; the engine-quota alarm uses the same figure.
             "ENGINE_STREAMS_PER_REGION": str(config.transcribe_stream_quota),
             "LOG_LEVEL": "INFO",
+            # Request bodies (voiceai/body_limits.py): refused by Content-Length
+            # before anything is read, so an attacker can't fill the small disk.
+            "DATA_UPLOAD_MAX_MEMORY_SIZE": str(1_000_000),
+            "BATCH_UPLOAD_MAX_BYTES": str(BATCH_UPLOAD_MAX_BYTES),
             # For the CloudWatch publisher (docs/operations.md).
             "CLOUDWATCH_METRICS_NAMESPACE": METRIC_NAMESPACE,
             "CLOUDWATCH_METRICS_SERVICE": self.metrics_service,

@@ -531,3 +531,15 @@ def test_it_passes_cfn_lint(synth: Synth) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_it_states_a_small_task_disk_and_the_body_limits_that_protect_it(synth: Synth) -> None:
+    task = _one(synth.primary, "AWS::ECS::TaskDefinition")
+    assert task["EphemeralStorage"] == {"SizeInGiB": 21}
+    env = {e["Name"]: e["Value"] for e in _container(synth.primary)["Environment"]}
+    read = _env_names_read_by_settings()
+    assert {"DATA_UPLOAD_MAX_MEMORY_SIZE", "BATCH_UPLOAD_MAX_BYTES"} <= read
+    assert int(env["DATA_UPLOAD_MAX_MEMORY_SIZE"]) <= 1_000_000
+    assert int(env["BATCH_UPLOAD_MAX_BYTES"]) <= 200 * 1024 * 1024
+    # HTTPS only behind the ALB: the settings turn HSTS and the redirect on from these two.
+    assert (env["DEBUG"], env["BEHIND_TLS_PROXY"]) == ("0", "1")
