@@ -5,8 +5,9 @@ import logging
 import re
 from urllib.parse import parse_qs, urlparse
 
-from channels.security.websocket import OriginValidator, WebsocketDenier
+from channels.security.websocket import WebsocketDenier
 from django.conf import settings
+from django.http.request import split_domain_port, validate_host
 from django.urls import re_path
 
 from transcription.consumers import ProducerConsumer, ViewerConsumer
@@ -19,39 +20,77 @@ websocket_urlpatterns: list = [
 ]
 
 
-class WebSocketOriginGuard(OriginValidator):
+class WebSocketOriginGuard:
     """Browsers send an Origin; a page on another site could otherwise open a
     socket that rides on the clinician's session cookie. So:
 
-    - Origin allowed (ALLOWED_HOSTS or WS_ALLOWED_ORIGINS) or absent (not a
-      browser): the cookie user may authenticate (``ws_origin_trusted``).
-    - Origin present but not allowed: only a ``?token=`` connection is let
+    - A ``Host`` that is not in ALLOWED_HOSTS is refused (HTTP 403), as
+      Django refuses it for HTTP.
+    - Origin the same as the socket's own (scheme, host and port, as a
+      browser compares them) or listed in WS_ALLOWED_ORIGINS, or absent (not
+      a browser): the cookie user may authenticate (``ws_origin_trusted``).
+    - Any other Origin (``http://127.0.0.1:9999`` for a socket on :8000, or
+      ``http://`` for an HTTPS site): only a ``?token=`` connection is let
       through (the token is the credential, not ambient cookies); without one
       the handshake is refused (HTTP 403).
     """
 
     def __init__(self, application) -> None:
-        allowed = list(settings.ALLOWED_HOSTS) + list(getattr(settings, "WS_ALLOWED_ORIGINS", []))
-        if settings.DEBUG:
-            allowed += [".localhost", "127.0.0.1", "[::1]"]
-        super().__init__(application, allowed)
+        self.application = application
+        self.extra_origins = {_origin(o) for o in settings.WS_ALLOWED_ORIGINS}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "websocket":
             raise ValueError("WebSocketOriginGuard only guards WebSockets")
-        origin = None
-        for name, value in scope.get("headers", []):
-            if name == b"origin":
-                try:
-                    origin = urlparse(value.decode("latin1"))
-                except (UnicodeDecodeError, ValueError):
-                    origin = urlparse("invalid://")
-        trusted = origin is None or self.validate_origin(origin)
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope.get("headers", [])}
+        host = headers.get("host")
+        if host is not None and not _host_allowed(host):
+            return await WebsocketDenier()(scope, receive, send)
+        origin = headers.get("origin")
+        trusted = origin is None or (
+            _origin(origin) in self.extra_origins
+            or (host is not None and _origin(origin) == _origin(f"{_scheme(scope, headers)}://{host}"))
+        )
         if not trusted:
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             if not query.get("token"):
                 return await WebsocketDenier()(scope, receive, send)
         return await self.application({**scope, "ws_origin_trusted": trusted}, receive, send)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(value: str) -> str | None:
+    """``scheme://host:port`` with the default port spelled out, lower case;
+    None for anything that is not an http(s) origin (``null``, garbage)."""
+    try:
+        parsed = urlparse(value.strip().lower())
+        port = parsed.port or _DEFAULT_PORTS.get(parsed.scheme)
+    except ValueError:
+        return None
+    if parsed.scheme not in _DEFAULT_PORTS or not parsed.hostname:
+        return None
+    host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
+    return f"{parsed.scheme}://{host}:{port}"
+
+
+def _scheme(scope: dict, headers: dict[str, str]) -> str:
+    """The scheme of the page a same-origin browser socket comes from."""
+    if scope.get("scheme") in ("wss", "https"):
+        return "https"
+    proxy_header = settings.SECURE_PROXY_SSL_HEADER
+    if proxy_header and headers.get(proxy_header[0].removeprefix("HTTP_").replace("_", "-").lower()) == proxy_header[1]:
+        return "https"
+    return "http"
+
+
+def _host_allowed(host: str) -> bool:
+    allowed = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]  # as Django's HTTP host check
+    domain, _port = split_domain_port(host)
+    return bool(domain) and validate_host(domain, allowed)
 
 
 _TOKEN_RE = re.compile(r"(token=)[^&\s\"']+")

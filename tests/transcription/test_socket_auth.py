@@ -78,11 +78,13 @@ async def test_it_answers_4404_for_an_unknown_session(kind, principal_clinician_
     assert (code, error["code"]) == (4404, "not_found")
 
 
-async def _cookie_communicator(user, session_id, kind, origin: bytes = b"http://testserver"):
+async def _cookie_communicator(
+    user, session_id, kind, origin: bytes = b"http://testserver", host: bytes = b"testserver"
+):
     client = Client()
     await adb(client.force_login)(user)
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
-    return communicator(session_id, kind, headers=[(b"cookie", cookie), (b"origin", origin)])
+    return communicator(session_id, kind, headers=[(b"cookie", cookie), (b"origin", origin), (b"host", host)])
 
 
 async def test_it_accepts_the_logged_in_user_on_a_trusted_origin(principal_clinician_a, session_a, settings):
@@ -114,3 +116,40 @@ async def test_it_lets_a_token_through_from_any_origin_but_ignores_its_cookie(
     begin, _ = await receive_until(comm, "Begin")
     assert begin["type"] == "Begin"
     await comm.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("origin", "host"),
+    [
+        (b"http://127.0.0.1:9999", b"127.0.0.1:8000"),  # another port
+        (b"http://testserver:8443", b"testserver"),
+        (b"https://testserver", b"testserver"),  # another scheme than the socket's page
+        (b"null", b"testserver"),
+    ],
+)
+async def test_it_refuses_a_cookie_from_an_origin_of_another_port_or_scheme(
+    principal_clinician_a, session_a, settings, origin, host
+):
+    settings.ALLOWED_HOSTS = ["testserver", "127.0.0.1"]
+    comm = await _cookie_communicator(principal_clinician_a.user, session_a.pk, "stream", origin=origin, host=host)
+    connected, _ = await comm.connect()
+    assert not connected
+
+
+async def test_it_accepts_a_cookie_from_a_listed_origin(principal_clinician_a, session_a, settings):
+    settings.ALLOWED_HOSTS = ["testserver"]
+    settings.WS_ALLOWED_ORIGINS = ["https://console.clinic-example.jp"]
+    comm = await _cookie_communicator(
+        principal_clinician_a.user, session_a.pk, "live", origin=b"https://console.clinic-example.jp"
+    )
+    connected, _ = await comm.connect()
+    assert connected
+    await comm.disconnect()
+
+
+async def test_it_refuses_a_handshake_for_a_host_it_does_not_serve(principal_clinician_a, session_a, settings):
+    settings.ALLOWED_HOSTS = ["testserver"]
+    token = await atoken_for(principal_clinician_a, session_a)
+    comm = communicator(session_a.pk, "live", token=token, headers=[(b"host", b"evil.example")])
+    connected, _ = await comm.connect()
+    assert not connected

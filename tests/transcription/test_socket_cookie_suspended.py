@@ -30,7 +30,9 @@ async def _cookie_communicator(user, session_id, kind):
     client = Client()
     await adb(client.force_login)(user)
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
-    return communicator(session_id, kind, headers=[(b"cookie", cookie), (b"origin", b"http://testserver")])
+    return communicator(
+        session_id, kind, headers=[(b"cookie", cookie), (b"origin", b"http://testserver"), (b"host", b"testserver")]
+    )
 
 
 @pytest.mark.parametrize("kind", ["stream", "live"])
