@@ -12,7 +12,10 @@ from django.utils import timezone
 from clinics.access import Principal, segments_visible_to, sessions_visible_to, system_principal
 from clinics.models import Clinic
 from clinics.selectors import clinic_quota
-from sessions.models import ConsultationSession, SessionStatus, TranscriptSegment
+from sessions.models import ConsultationSession, TranscriptSegment
+from voiceai.logging import get_logger
+
+log = get_logger(__name__)
 
 
 def session_list(
@@ -80,8 +83,19 @@ def clinic_audio_usage(*, clinic: Clinic, max_age: float = AUDIO_USAGE_MAX_AGE_S
     return usage
 
 
+def _streams_in_use(clinic: Clinic) -> int | None:
+    from transcription.live_state import streams_in_use_now
+
+    try:
+        return streams_in_use_now(clinic_id=clinic.pk)
+    except Exception as exc:  # a usage page must not fail with Redis; the figure is then unknown
+        log.warning("usage_streams_unavailable", clinic_id=str(clinic.pk), error=type(exc).__name__)
+        return None
+
+
 def clinic_usage(*, clinic: Clinic) -> dict[str, Any]:
-    """Usage next to each quota limit: live sessions now, audio minutes in
+    """Usage next to each quota limit: the concurrent-stream slots held now
+    (what max_concurrent_sessions enforces; None when Redis can't say), audio minutes in
     the current calendar month (TIME_ZONE), and bytes of stored audio.
 
     Storage is the sum of the sessions' recorded ``audio_bytes`` — listing
@@ -91,7 +105,7 @@ def clinic_usage(*, clinic: Clinic) -> dict[str, Any]:
     month_start = _month_start(timezone.now())
     month_ms = sessions.filter(created_at__gte=month_start).aggregate(ms=Sum("audio_duration_ms"))["ms"] or 0
     return {
-        "live_sessions": sessions.filter(status=SessionStatus.LIVE).count(),
+        "live_sessions": _streams_in_use(clinic),
         "audio_minutes_this_month": round(month_ms / 60000, 2),
         "storage_bytes": sessions.aggregate(b=Sum("audio_bytes"))["b"] or 0,
         "month_start": month_start,

@@ -118,3 +118,30 @@ def tmp_media(settings, tmp_path):
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(root)}},
     }
     return root
+
+
+@pytest.fixture
+def hold_stream_slot():
+    """``hold_stream_slot(clinic, session_id)``: take one of the clinic's
+    concurrent-stream slots in the live store, as a streaming producer does;
+    released at teardown."""
+    import asyncio
+
+    from transcription.live_state import get_live_store
+
+    held: list[tuple[object, str]] = []
+
+    def hold(clinic: Clinic, session_id: object) -> None:
+        async def acquire() -> bool:
+            return await get_live_store().quota_acquire(clinic_id=clinic.pk, session_id=str(session_id), limit=1000)
+
+        assert asyncio.run(acquire())
+        held.append((clinic.pk, str(session_id)))
+
+    yield hold
+
+    async def release_all() -> None:
+        for clinic_id, session_id in held:
+            await get_live_store().quota_release(clinic_id=clinic_id, session_id=session_id)
+
+    asyncio.run(release_all())

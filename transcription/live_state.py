@@ -417,6 +417,24 @@ def producer_attached(*, clinic_id: object, session_id: object) -> bool:
     return bool(state.get("owner")) and int(state.get("lease_until") or 0) > _now_ms()
 
 
+def streams_in_use_now(*, clinic_id: object) -> int:
+    """How many of the clinic's concurrent-stream slots are held right now,
+    for sync readers (usage pages): what ``quota_acquire`` counts, not the
+    sessions whose row says live (a crashed or abandoned stream keeps that
+    status, but its slot lapses after one lease). Raises on a Redis error."""
+    key = quota_key(clinic_id)
+    if not getattr(settings, "REDIS_URL", ""):
+        now = _now_ms()
+        return sum(1 for until in _memory_store._quota.get(key, {}).values() if until > now)
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+    try:
+        return int(client.zcount(key, _now_ms(), "+inf"))
+    finally:
+        client.close()
+
+
 # redis.asyncio connections belong to one event loop; tests run many loops.
 _redis_stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RedisLiveStore] = weakref.WeakKeyDictionary()
 

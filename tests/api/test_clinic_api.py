@@ -27,7 +27,8 @@ def session_client(user, **headers) -> APIClient:
 # --- the caller's clinic -----------------------------------------------------
 
 
-def test_it_shows_the_clinic_with_quota_and_usage(client_a, clinic_a, session_a):
+def test_it_shows_the_clinic_with_quota_and_usage(client_a, clinic_a, session_a, hold_stream_slot):
+    hold_stream_slot(clinic_a, session_a.pk)  # what the concurrent-stream quota counts
     session_a.status = "live"
     session_a.audio_duration_ms = 90_000
     session_a.audio_bytes = 2_880_000

@@ -158,10 +158,10 @@ def test_it_ignores_an_offsite_next_after_choosing(two_clinic_user, clinic_c):
     assert response["Location"] == "/"
 
 
-def test_it_shows_the_dashboard_with_usage_bars_to_admins_only(clinic_a, admin_a, clinician_a):
+def test_it_shows_the_dashboard_with_usage_bars_to_admins_only(clinic_a, admin_a, clinician_a, hold_stream_slot):
     clinic_a.quota.max_concurrent_sessions = 4
     clinic_a.quota.save()
-    _make(clinic_a, status="live", external_ref="now-live")
+    hold_stream_slot(clinic_a, _make(clinic_a, status="live", external_ref="now-live").pk)
     _make(clinic_a, status="ended", audio_duration_ms=30 * 60_000, audio_bytes=10 * 1024**2)
     assert signed_in(clinician_a).get("/dashboard/").status_code == 403
     html = signed_in(admin_a).get("/dashboard/").content.decode()
