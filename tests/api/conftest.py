@@ -10,6 +10,7 @@ from django.core.files.storage import default_storage
 from clinics.models import ApiKey, Membership
 from sessions import storage_keys
 from sessions.models import ConsultationSession, SessionStatus, TranscriptSegment
+from tests.servers import server_factory  # noqa: F401  (fixture for real-process tests)
 
 
 def wav_bytes(seconds: float = 0.5, rate: int = 16000) -> bytes:
