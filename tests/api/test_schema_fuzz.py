@@ -57,10 +57,7 @@ def _fixed_id(path: str, ids: dict[str, str]) -> str | None:
 def test_it_answers_no_input_with_a_server_error(
     transactional_db, server_factory, clinic_a, clinician_a, api_key_a_admin, api_key_a_clinician, api_key_b
 ):
-    # Per-request connections: with CONN_MAX_AGE under ASGI every worker
-    # thread keeps its own, and a burst like this one exhausts PostgreSQL
-    # (measured-facts.md, "Crowds").
-    server = server_factory(env={"DATABASE_CONN_MAX_AGE": "0"})
+    server = server_factory()
     ids = _clinic_a_ids(clinic_a, clinician_a)
     assert ApiKey.objects.filter(clinic=clinic_a).count() == 3
     schema = schemathesis.openapi.from_url(f"{server.url}/api/v1/schema/?format=json")
