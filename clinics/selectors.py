@@ -3,8 +3,6 @@ rows (keys, members, sessions) come through ``clinics.access``."""
 
 import uuid
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
 from clinics.models import Clinic, ClinicQuota
@@ -37,9 +35,3 @@ def clinic_quota(*, clinic: Clinic) -> ClinicQuota:
     return quota if quota is not None else ClinicQuota(clinic=clinic)
 
 
-def user_find(*, username: str) -> AbstractBaseUser:
-    """A platform user to add to a clinic (users are not clinic-owned)."""
-    user = get_user_model().objects.filter(username=username, is_active=True).first()
-    if user is None:
-        raise NotFound("No such user.", code="user_not_found")
-    return user

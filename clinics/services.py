@@ -371,7 +371,10 @@ def membership_add(*, clinic: Clinic, user: AbstractBaseUser, role: str, actor: 
     # Lock the user row: two clinics enrolling the same free user at once
     # must not both pass the check below.
     type(user)._default_manager.select_for_update().filter(pk=user.pk).first()
-    if not _may_enrol_anyone(actor) and Membership.objects.filter(user=user).exclude(clinic=clinic).exists():
+    if not _may_enrol_anyone(actor) and (
+        user.is_superuser or Membership.objects.filter(user=user).exclude(clinic=clinic).exists()
+    ):
+        # Platform staff belong to no clinic, but no clinic may pull them in.
         raise NotFound("No such user.", code="user_not_found")
     try:
         with transaction.atomic():
@@ -387,6 +390,24 @@ def membership_add(*, clinic: Clinic, user: AbstractBaseUser, role: str, actor: 
         details={"user_id": user.pk, "role": role},
     )
     return membership
+
+
+def membership_enrol(*, clinic: Clinic, username: str, email: str = "", role: str, actor: Any = None) -> Membership:
+    """Add an existing platform user to ``clinic`` by name (the REST API).
+
+    A clinic admin must also give the user's email address: with the
+    username alone, 201 against 404 told them which usernames of no clinic
+    exist. Any mismatch answers exactly like a missing user. Platform staff
+    and system jobs need the username only."""
+    user_model = get_user_model()
+    candidates = user_model._default_manager.filter(username=username, is_active=True)
+    if not _may_enrol_anyone(actor):
+        email = email.strip()
+        candidates = candidates.filter(email__iexact=email) if email else candidates.none()
+    user = candidates.first()
+    if user is None:
+        raise NotFound("No such user.", code="user_not_found")
+    return membership_add(clinic=clinic, user=user, role=role, actor=actor)
 
 
 @transaction.atomic

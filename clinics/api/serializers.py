@@ -74,6 +74,12 @@ class MemberSerializer(serializers.ModelSerializer):
 
 class MemberCreateSerializer(serializers.Serializer):
     username = StrictCharField(max_length=150, help_text="An existing platform user.")
+    email = StrictCharField(
+        max_length=254,
+        required=False,
+        allow_blank=True,
+        help_text="The user's email address; required from clinic admins (platform staff may leave it out).",
+    )
     role = StrictChoiceField(choices=Role.choices)
 
 

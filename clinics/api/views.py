@@ -28,12 +28,11 @@ from clinics.api.serializers import (
     MemberSerializer,
     MemberUpdateSerializer,
 )
-from clinics.selectors import user_find
 from clinics.services import (
     api_key_create,
     api_key_revoke,
     clinic_update,
-    membership_add,
+    membership_enrol,
     membership_remove,
     membership_update,
 )
@@ -90,9 +89,10 @@ class MemberListView(ClinicScopedAPIView):
     def post(self, request: Request) -> Response:
         require_admin(self.principal)
         data = validated_data(MemberCreateSerializer, request.data)
-        membership = membership_add(
+        membership = membership_enrol(
             clinic=self.principal.clinic,
-            user=user_find(username=data["username"]),
+            username=data["username"],
+            email=data.get("email", ""),
             role=data["role"],
             actor=self.principal,
         )

@@ -83,8 +83,10 @@ def test_it_manages_members_for_admins(client_a_admin, clinic_a, admin_a):
     listing = client_a_admin.get("/api/v1/clinic/members/").json()
     assert [m["username"] for m in listing["results"]] == ["alice-admin-a"]
     # A user of no clinic: users of other clinics can't be enrolled (test_member_enrolment.py).
-    user_b = get_user_model().objects.create_user(username="bob-free", password="pw")
-    added = client_a_admin.post("/api/v1/clinic/members/", {"username": "bob-free", "role": "clinician"}, format="json")
+    user_b = get_user_model().objects.create_user(username="bob-free", password="pw", email="bob@free.test")
+    added = client_a_admin.post(
+        "/api/v1/clinic/members/", {"username": "bob-free", "email": "bob@free.test", "role": "clinician"}, format="json"
+    )
     assert added.status_code == 201, added.content
     member_id = added.json()["id"]
     assert Membership.objects.filter(clinic=clinic_a, user=user_b, role="clinician").exists()

@@ -38,8 +38,10 @@ def test_it_refuses_an_api_key_enrolling_a_user_of_another_clinic(api_client_for
 
 
 def test_it_lets_a_clinic_admin_enrol_a_user_of_no_clinic(client_a_admin, clinic_a, user_b):
-    free = get_user_model().objects.create_user(username="dana-free", password="pw")
-    response = client_a_admin.post(MEMBERS, {"username": "dana-free", "role": "clinician"}, format="json")
+    free = get_user_model().objects.create_user(username="dana-free", password="pw", email="dana@example.test")
+    response = client_a_admin.post(
+        MEMBERS, {"username": "dana-free", "email": "Dana@Example.test", "role": "clinician"}, format="json"
+    )
     assert response.status_code == 201, response.content
     assert Membership.objects.filter(clinic=clinic_a, user=free, role="clinician").exists()
 
@@ -60,3 +62,27 @@ def test_it_lets_platform_staff_enrol_a_user_of_another_clinic(clinic_a, clinic_
         "bob-b",
         "carl-c",
     }
+
+
+def test_it_answers_a_free_user_without_the_right_email_like_a_missing_user(client_a_admin, clinic_a):
+    get_user_model().objects.create_user(username="erin-free", password="pw", email="erin@example.test")
+    get_user_model().objects.create_user(username="no-mail-free", password="pw")
+    missing = client_a_admin.post(MEMBERS, {"username": "nobody-at-all", "role": "clinician"}, format="json")
+    for body in [
+        {"username": "erin-free", "role": "clinician"},
+        {"username": "erin-free", "email": "guess@example.test", "role": "clinician"},
+        {"username": "no-mail-free", "email": "", "role": "clinician"},
+    ]:
+        response = client_a_admin.post(MEMBERS, body, format="json")
+        assert response.status_code == 404, body
+        assert _body_without_request_id(response) == _body_without_request_id(missing)
+    assert not Membership.objects.filter(clinic=clinic_a, user__username__in=["erin-free", "no-mail-free"]).exists()
+
+
+def test_it_never_lets_a_clinic_admin_enrol_platform_staff(client_a_admin, clinic_a):
+    get_user_model().objects.create_superuser(username="root-op", password="pw", email="root@example.test")
+    response = client_a_admin.post(
+        MEMBERS, {"username": "root-op", "email": "root@example.test", "role": "clinician"}, format="json"
+    )
+    assert response.status_code == 404 and error_code(response) == "user_not_found"
+    assert not Membership.objects.filter(clinic=clinic_a, user__username="root-op").exists()
