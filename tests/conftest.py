@@ -121,27 +121,36 @@ def tmp_media(settings, tmp_path):
 
 
 @pytest.fixture
-def hold_stream_slot():
-    """``hold_stream_slot(clinic, session_id)``: take one of the clinic's
-    concurrent-stream slots in the live store, as a streaming producer does;
-    released at teardown."""
-    import asyncio
+def hold_stream_slot(settings):
+    """``hold_stream_slot(clinic, session_id)``: hold one of the clinic's
+    concurrent-stream slots in the live store, as a streaming producer that
+    keeps renewing its lease does (in Redis, so server processes the test
+    started see it too); released at teardown."""
+    import time
 
-    from transcription.live_state import get_live_store
+    from transcription.live_state import _memory_store, quota_key
 
-    held: list[tuple[object, str]] = []
+    held: list[tuple[str, str]] = []
+    until = int((time.time() + 600) * 1000)
 
     def hold(clinic: Clinic, session_id: object) -> None:
-        async def acquire() -> bool:
-            return await get_live_store().quota_acquire(clinic_id=clinic.pk, session_id=str(session_id), limit=1000)
+        key, member = quota_key(clinic.pk), str(session_id)
+        if settings.REDIS_URL:
+            import redis
 
-        assert asyncio.run(acquire())
-        held.append((clinic.pk, str(session_id)))
+            with redis.Redis.from_url(settings.REDIS_URL) as client:
+                client.zadd(key, {member: until})
+        else:
+            _memory_store._quota.setdefault(key, {})[member] = until
+        held.append((key, member))
 
     yield hold
 
-    async def release_all() -> None:
-        for clinic_id, session_id in held:
-            await get_live_store().quota_release(clinic_id=clinic_id, session_id=session_id)
+    for key, member in held:
+        if settings.REDIS_URL:
+            import redis
 
-    asyncio.run(release_all())
+            with redis.Redis.from_url(settings.REDIS_URL) as client:
+                client.zrem(key, member)
+        else:
+            _memory_store._quota.get(key, {}).pop(member, None)

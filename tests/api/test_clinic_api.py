@@ -85,7 +85,9 @@ def test_it_manages_members_for_admins(client_a_admin, clinic_a, admin_a):
     # A user of no clinic: users of other clinics can't be enrolled (test_member_enrolment.py).
     user_b = get_user_model().objects.create_user(username="bob-free", password="pw", email="bob@free.test")
     added = client_a_admin.post(
-        "/api/v1/clinic/members/", {"username": "bob-free", "email": "bob@free.test", "role": "clinician"}, format="json"
+        "/api/v1/clinic/members/",
+        {"username": "bob-free", "email": "bob@free.test", "role": "clinician"},
+        format="json",
     )
     assert added.status_code == 201, added.content
     member_id = added.json()["id"]

@@ -3,7 +3,7 @@
 invalid input, on real object ids of clinic A as well as made-up ones. No
 answer may be a 5xx.
 
-Bounded for CI: FUZZ_EXAMPLES (default 5) examples per operation, principal
+Bounded for CI: FUZZ_EXAMPLES (default 10) examples per operation, principal
 and generation mode, derandomized so a failure reproduces. Raise it locally
 (``FUZZ_EXAMPLES=200``) for a deeper run."""
 
@@ -28,7 +28,7 @@ from tests.servers import requires_shared_database
 
 pytestmark = [requires_shared_database(), pytest.mark.slow]
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "5"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
 
 
 def _clinic_a_ids(clinic_a, clinician_a) -> dict[str, str]:

@@ -169,9 +169,11 @@ def server_media(server):
     return Path(server.env["MEDIA_ROOT"])
 
 
-def test_it_speaks_japanese_and_switches_to_english(console_server, page_factory, admin_a, clinic_a):
+def test_it_speaks_japanese_and_switches_to_english(console_server, page_factory, admin_a, clinic_a, hold_stream_slot):
     server = console_server()
-    ConsultationSession.objects.create(clinic=clinic_a, language="ja-JP", engine="fake", status="live")
+    # "Sessions at the same time" counts the stream slots held, as the quota does.
+    live = ConsultationSession.objects.create(clinic=clinic_a, language="ja-JP", engine="fake", status="live")
+    hold_stream_slot(clinic_a, live.pk)
     page = page_factory(locale="ja-JP", cookies=[session_cookie_for(admin_a, server)])
     page.goto(server.url + "/")
     expect(page.locator("html")).to_have_attribute("lang", "ja")
@@ -184,9 +186,10 @@ def test_it_speaks_japanese_and_switches_to_english(console_server, page_factory
     expect(page.get_by_role("heading", name="クリニックのダッシュボード")).to_be_visible()
     expect(page.locator(".usage-bar")).to_have_count(3)
     # The dashboard refreshes itself: a consultation that goes live shows up.
-    ConsultationSession.objects.create(
+    new_live = ConsultationSession.objects.create(
         clinic=clinic_a, language="ja-JP", engine="fake", status="live", external_ref="new-live"
     )
+    hold_stream_slot(clinic_a, new_live.pk)
     expect(page.get_by_text("new-live")).to_have_count(0)
     page.clock.run_for(16_000)
     expect(page.get_by_text("new-live")).to_be_visible()

@@ -61,7 +61,7 @@ def test_it_ends_and_erases_only_the_principals_sessions(
     assert AuditEvent.objects.filter(action="session.erase", object_id=str(session.id)).exists()
 
 
-def test_it_counts_usage_for_the_calendar_month(principal_clinician_a, clinic_a, clinic_b):
+def test_it_counts_usage_for_the_calendar_month(principal_clinician_a, clinic_a, clinic_b, hold_stream_slot):
     this_month = session_create(principal=principal_clinician_a)
     last_month = session_create(principal=principal_clinician_a)
     ConsultationSession.objects.filter(pk=this_month.pk).update(
@@ -72,6 +72,7 @@ def test_it_counts_usage_for_the_calendar_month(principal_clinician_a, clinic_a,
         audio_duration_ms=600_000, audio_bytes=500, created_at=month_start - timedelta(seconds=1)
     )
     ConsultationSession.objects.create(clinic=clinic_b, language="ja-JP", engine="fake", audio_duration_ms=9_999_999)
+    hold_stream_slot(clinic_a, this_month.pk)  # its producer holds a stream slot
     usage = clinic_usage(clinic=clinic_a)
     assert usage["live_sessions"] == 1
     assert usage["audio_minutes_this_month"] == 2
