@@ -9,8 +9,9 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from clinics.api.base import client_ip, request_id
+from clinics.api.base import request_id
 from clinics.services import login_failure_audit
+from voiceai.client_ip import client_ip
 
 
 def on_login_failed(sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **_: Any) -> None:

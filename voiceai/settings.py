@@ -210,12 +210,14 @@ LOGIN_REDIRECT_URL = "/"
 # LOGIN_FAILURE_LIMIT wrong passwords for one username, or from one address,
 # that username (or address) is refused with 429 for LOGIN_LOCKOUT_MINUTES,
 # even with the right password. `manage.py axes_reset` lifts every lockout.
-# The address is REMOTE_ADDR, which uvicorn sets from the trusted proxy's
-# X-Forwarded-For. Each failure also writes an `auth.login_failed` audit row
+# The address is the one client-IP rule's (voiceai/client_ip.py): behind the
+# load balancer its last X-Forwarded-For hop, not the balancer itself (whose
+# address every request shares). Each failure also writes an `auth.login_failed` audit row
 # in the user's clinics (clinics.services.login_failure_audit).
 AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
 AXES_COOLOFF_TIME = env_float("LOGIN_LOCKOUT_MINUTES", 15.0) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "voiceai.client_ip.client_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_CLIENT_STR_CALLABLE = "clinics.logins.axes_client_str"  # no usernames in log lines

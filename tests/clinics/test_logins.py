@@ -75,3 +75,31 @@ def test_it_records_unknown_usernames_only_in_the_failure_log(db, client):
     _login(client, "console:login", "no-such-user", "x")
     assert not AuditEvent.objects.exists()
     assert AccessFailureLog.objects.filter(username="no-such-user").count() == 1
+
+
+def test_it_counts_addresses_behind_the_load_balancer_by_their_forwarded_hop(client, settings, clinician_a):
+    settings.AXES_FAILURE_LIMIT = 3
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    balancer = "10.0.0.7"
+    for attempt in range(3):
+        client.post(
+            reverse("console:login"),
+            {"username": f"nobody-{attempt}", "password": "x"},
+            REMOTE_ADDR=balancer,
+            HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.60",
+        )
+    locked = client.post(
+        reverse("console:login"),
+        {"username": clinician_a.username, "password": "pw-" + clinician_a.username},
+        REMOTE_ADDR=balancer,
+        HTTP_X_FORWARDED_FOR="203.0.113.60",
+    )
+    assert locked.status_code == 429
+    # Another clinic behind the same balancer is not locked out with them.
+    other = client.post(
+        reverse("console:login"),
+        {"username": clinician_a.username, "password": "pw-" + clinician_a.username},
+        REMOTE_ADDR=balancer,
+        HTTP_X_FORWARDED_FOR="6.6.6.6, 198.51.100.61",
+    )
+    assert other.status_code == 302
