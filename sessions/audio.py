@@ -11,6 +11,7 @@ import struct
 import wave
 
 BYTES_PER_SAMPLE = 2  # PCM16 mono
+WAV_HEADER_BYTES = 44  # the canonical header wav_header writes
 
 
 def bytes_per_ms(sample_rate: int) -> float:

@@ -19,6 +19,7 @@ import json
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import IO
 
 from django.core.files import File
 from django.core.files.base import ContentFile
@@ -156,9 +157,12 @@ def wav_write(session, *, index: PartsIndex, sample_rate: int, storage: Storage 
     return saved, digest.hexdigest()
 
 
-def wav_store(session, wav: bytes, *, storage: Storage | None = None) -> str:
-    """Store a whole WAV (a batch upload) as the session's audio; returns its key."""
-    return _storage(storage).save(storage_keys.audio_wav_key(session), ContentFile(wav))
+def wav_store(session, wav: bytes | IO[bytes], *, storage: Storage | None = None) -> str:
+    """Store a whole WAV (a batch upload) as the session's audio; returns its
+    key. A file object is copied piece by piece (local files) or as a
+    multipart upload (S3), never read whole into memory."""
+    content = ContentFile(wav) if isinstance(wav, bytes) else File(wav)
+    return _storage(storage).save(storage_keys.audio_wav_key(session), content)
 
 
 def transcript_json_write(

@@ -12,6 +12,7 @@ from django.utils import timezone
 from clinics.access import Principal, segments_visible_to, sessions_visible_to, system_principal
 from clinics.models import Clinic
 from clinics.selectors import clinic_quota
+from sessions.live import streams_in_use
 from sessions.models import ConsultationSession, TranscriptSegment
 from voiceai.logging import get_logger
 
@@ -84,10 +85,8 @@ def clinic_audio_usage(*, clinic: Clinic, max_age: float = AUDIO_USAGE_MAX_AGE_S
 
 
 def _streams_in_use(clinic: Clinic) -> int | None:
-    from transcription.live_state import streams_in_use_now
-
     try:
-        return streams_in_use_now(clinic_id=clinic.pk)
+        return streams_in_use(clinic_id=clinic.pk)
     except Exception as exc:  # a usage page must not fail with Redis; the figure is then unknown
         log.warning("usage_streams_unavailable", clinic_id=str(clinic.pk), error=type(exc).__name__)
         return None

@@ -9,7 +9,6 @@ these from its sockets, once per connection or flush — never per frame —
 through ``voiceai.db.db_async``; storage work runs in a worker thread too.
 """
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -85,6 +84,36 @@ def quota_ensure_available(*, clinic: Clinic, usage_max_age: float = 0.0) -> Non
         raise QuotaExceeded("The clinic's audio minutes for this month are used up.", code="audio_minutes_exhausted")
     if usage.storage_bytes >= quota.storage_bytes:
         raise QuotaExceeded("The clinic's audio storage is full.", code="storage_quota_exceeded")
+
+
+def quota_ensure_room(*, clinic: Clinic, audio_bytes: int, audio_ms: int) -> None:
+    """Refuse a whole recording that arrives at once (a batch upload) when it
+    does not fit in what is left of the clinic's storage (429
+    ``storage_quota_exceeded``) or audio minutes (429
+    ``audio_minutes_exhausted``), or is longer than the clinic's maximum
+    session length (400 ``session_duration_exceeded``), which ends a live
+    stream at the same length."""
+    quota = getattr(clinic, "quota", None)
+    if quota is None:
+        return
+    if quota.max_session_seconds and audio_ms > quota.max_session_seconds * 1000:
+        raise InvalidInput(
+            "The recording is longer than the clinic's maximum session length.",
+            code="session_duration_exceeded",
+            details={"max_session_seconds": quota.max_session_seconds, "audio_seconds": audio_ms // 1000},
+        )
+    usage = clinic_usage(clinic=clinic)
+    if usage["storage_bytes"] + audio_bytes > quota.storage_bytes:
+        raise QuotaExceeded(
+            "The recording does not fit in the clinic's audio storage.",
+            code="storage_quota_exceeded",
+            details={"storage_bytes_left": max(0, quota.storage_bytes - usage["storage_bytes"])},
+        )
+    if usage["audio_minutes_this_month"] + audio_ms / 60000 > quota.audio_minutes_per_month:
+        raise QuotaExceeded(
+            "The recording does not fit in the clinic's audio minutes for this month.",
+            code="audio_minutes_exhausted",
+        )
 
 
 @transaction.atomic
@@ -488,20 +517,29 @@ def viewer_start(*, principal: Principal, session_id: object, with_finals: bool 
 
 
 def batch_session_create(
-    *, principal: Principal, pcm: bytes, sample_rate: int, wav: bytes, language: str | None, external_ref: str
+    *,
+    principal: Principal,
+    sample_rate: int,
+    audio_bytes: int,
+    wav: Any,
+    wav_sha256: str,
+    language: str | None,
+    external_ref: str,
 ) -> ConsultationSession:
     """The session of an uploaded WAV (``source="batch"``), live at once, its
-    audio stored as the session's WAV. Call inside the caller's transaction:
-    the WAV is written inside it, so if storage fails no session is left
-    pointing at missing audio (S3 is not rolled back, but nothing refers to it)."""
+    audio stored as the session's WAV. ``wav`` is a file object that storage
+    copies piece by piece (``audio_bytes`` of samples behind the header).
+    Call inside the caller's transaction: the WAV is written inside it, so if
+    storage fails no session is left pointing at missing audio (S3 is not
+    rolled back, but nothing refers to it)."""
     session = session_create(principal=principal, external_ref=external_ref, language=language, sample_rate=sample_rate)
     session.storage_key = audio_store.wav_store(session, wav)
     session.source = "batch"
     session.status = SessionStatus.LIVE
     session.started_at = timezone.now()
-    session.audio_bytes = len(pcm)
-    session.audio_duration_ms = pcm_ms(len(pcm), sample_rate)
-    session.audio_sha256 = hashlib.sha256(wav).hexdigest()
+    session.audio_bytes = audio_bytes
+    session.audio_duration_ms = pcm_ms(audio_bytes, sample_rate)
+    session.audio_sha256 = wav_sha256
     session.save(
         update_fields=[
             "source", "status", "started_at", "storage_key", "audio_bytes", "audio_duration_ms", "audio_sha256",

@@ -16,9 +16,10 @@ class TranscriptionConfig(AppConfig):
 
     def ready(self) -> None:
         from sessions.events import session_ended
-        from sessions.live import producer_check_register
+        from sessions.live import producer_check_register, streams_count_register
         from transcription import live_state
 
         # Looked up per call, so a test may replace live_state.producer_attached.
         producer_check_register(lambda **kw: live_state.producer_attached(**kw))
         session_ended.connect(relay_session_ended, dispatch_uid="transcription.relay_session_ended")
+        streams_count_register(lambda **kw: live_state.streams_in_use_now(**kw))

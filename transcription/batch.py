@@ -21,8 +21,10 @@ session write is a ``sessions.services`` call; this module runs the engine.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,15 +32,17 @@ from django.conf import settings
 from django.db import connections, transaction
 
 from clinics.access import Principal, access_session
-from sessions.audio import wav_bytes
+from sessions.audio import WAV_HEADER_BYTES, pcm_ms, wav_header
 from sessions.models import ConsultationSession
 from sessions.services import (
     batch_finish,
     batch_progress_save,
     batch_session_create,
     quota_ensure_available,
+    quota_ensure_room,
     session_fail,
 )
+from sessions.storage import storage_aiter_range
 from transcription import engine_quota
 from transcription.engine_leases import QuotaOpener
 from transcription.engines import get_engine
@@ -66,30 +70,55 @@ class UploadTooLarge(DomainError):
 
 
 @dataclass(frozen=True, slots=True)
-class WavAudio:
+class WavLayout:
+    """Where the samples of an uploaded WAV are: found by reading its chunk
+    headers only, so an upload is never held in memory."""
+
     sample_rate: int
-    pcm: bytes
+    data_offset: int
+    data_bytes: int
 
 
-def wav_parse(data: bytes) -> WavAudio:
-    """PCM16 mono 8-48 kHz WAV → its rate and samples; InvalidInput with a
-    stable code otherwise. Walks the RIFF chunks itself so the errors can
-    say what is wrong (and odd chunks like LIST/fact are skipped)."""
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+#: Largest fmt chunk read (PCM needs 16 bytes, WAVE_FORMAT_EXTENSIBLE 40).
+_FMT_MAX = 1024
+#: Reads from the upload and from storage go in pieces of this size.
+READ_CHUNK = 256 * 1024
+
+
+def _file_size(upload: Any) -> int:
+    size = getattr(upload, "size", None)
+    if size is None:
+        upload.seek(0, 2)
+        size = upload.tell()
+    return int(size)
+
+
+def wav_inspect(upload: Any) -> WavLayout:
+    """PCM16 mono 8-48 kHz WAV → its rate and where its samples are;
+    InvalidInput with a stable code otherwise. Walks the RIFF chunk headers
+    with seeks (odd chunks like LIST/fact are skipped unread), so the errors
+    can say what is wrong without reading the audio."""
+    size = _file_size(upload)
+    upload.seek(0)
+    head = upload.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         raise InvalidInput("The file is not a RIFF/WAVE file.", code="invalid_wav")
     fmt: bytes | None = None
-    pcm: bytes | None = None
+    data: tuple[int, int] | None = None
     pos = 12
-    while pos + 8 <= len(data):
-        chunk_id, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
-        body = data[pos + 8 : pos + 8 + size]
-        if chunk_id == b"fmt ":
-            fmt = body
-        elif chunk_id == b"data":
-            pcm = body
+    while pos + 8 <= size:
+        upload.seek(pos)
+        header = upload.read(8)
+        if len(header) < 8:
             break
-        pos += 8 + size + (size & 1)  # chunks are word-aligned
-    if fmt is None or len(fmt) < 16 or pcm is None:
+        chunk_id, chunk_size = header[:4], int.from_bytes(header[4:8], "little")
+        if chunk_id == b"fmt ":
+            fmt = upload.read(min(chunk_size, _FMT_MAX))
+        elif chunk_id == b"data":
+            data = (pos + 8, min(chunk_size, size - pos - 8))
+            break
+        pos += 8 + chunk_size + (chunk_size & 1)  # chunks are word-aligned
+    if fmt is None or len(fmt) < 16 or data is None:
         raise InvalidInput("The WAV file has no fmt or data chunk.", code="invalid_wav")
     audio_format = int.from_bytes(fmt[0:2], "little")
     channels = int.from_bytes(fmt[2:4], "little")
@@ -109,10 +138,57 @@ def wav_parse(data: bytes) -> WavAudio:
             code="unsupported_sample_rate",
             details={"sample_rate": sample_rate},
         )
-    pcm = pcm[: len(pcm) - len(pcm) % 2]
-    if not pcm:
+    offset, length = data
+    length -= length % 2
+    if length <= 0:
         raise InvalidInput("The WAV file holds no audio.", code="empty_audio")
-    return WavAudio(sample_rate=sample_rate, pcm=pcm)
+    return WavLayout(sample_rate=sample_rate, data_offset=offset, data_bytes=length)
+
+
+class WavUpload:
+    """The stored ``audio.wav`` of an upload as a read-only file: our own
+    44-byte header, then the upload's samples read in pieces. Storage
+    backends copy it chunk by chunk (local files) or as a multipart upload
+    (S3), so memory stays at one piece whatever the length."""
+
+    def __init__(self, upload: Any, layout: WavLayout) -> None:
+        self._upload = upload
+        self._layout = layout
+        self._header = wav_header(layout.data_bytes, layout.sample_rate)
+        self.size = len(self._header) + layout.data_bytes
+        self._pos = 0
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self._pos = {0: pos, 1: self._pos + pos, 2: self.size + pos}[whence]
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = self.size - self._pos
+        out = bytearray()
+        if self._pos < len(self._header) and n > 0:
+            piece = self._header[self._pos : self._pos + n]
+            out += piece
+            self._pos += len(piece)
+            n -= len(piece)
+        if n > 0 and self._pos < self.size:
+            start = self._pos - len(self._header)
+            self._upload.seek(self._layout.data_offset + start)
+            piece = self._upload.read(min(n, self._layout.data_bytes - start))
+            out += piece
+            self._pos += len(piece)
+        return bytes(out)
+
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        self.seek(0)
+        while piece := self.read(READ_CHUNK):
+            digest.update(piece)
+        self.seek(0)
+        return digest.hexdigest()
 
 
 def batch_create(
@@ -123,26 +199,35 @@ def batch_create(
     size = getattr(upload, "size", None) or 0
     if size > settings.BATCH_UPLOAD_MAX_BYTES:
         raise UploadTooLarge(details={"max_bytes": settings.BATCH_UPLOAD_MAX_BYTES})
-    # Before reading and parsing up to BATCH_UPLOAD_MAX_BYTES; session_create checks again.
+    # Before reading up to BATCH_UPLOAD_MAX_BYTES; session_create checks again.
     quota_ensure_available(clinic=principal.clinic)
-    audio = wav_parse(upload.read(settings.BATCH_UPLOAD_MAX_BYTES + 1))
+    layout = wav_inspect(upload)
+    # The whole upload against what is left of the clinic's storage, audio
+    # minutes and session length, before a byte of it is stored.
+    quota_ensure_room(
+        clinic=principal.clinic,
+        audio_bytes=layout.data_bytes,
+        audio_ms=pcm_ms(layout.data_bytes, layout.sample_rate),
+    )
+    wav = WavUpload(upload, layout)
     with transaction.atomic():
         session = batch_session_create(
             principal=principal,
-            pcm=audio.pcm,
-            sample_rate=audio.sample_rate,
-            wav=wav_bytes(audio.pcm, audio.sample_rate),
+            sample_rate=layout.sample_rate,
+            audio_bytes=layout.data_bytes,
+            wav=wav,
+            wav_sha256=wav.sha256(),
             language=language,
             external_ref=external_ref,
         )
-        transaction.on_commit(lambda: batch_start(principal=principal, session_id=session.pk, pcm=audio.pcm))
+        transaction.on_commit(lambda: batch_start(principal=principal, session_id=session.pk))
     log.info("batch_created", session_id=str(session.pk), audio_ms=session.audio_duration_ms)
     return session
 
 
-def batch_start(*, principal: Principal, session_id: Any, pcm: bytes) -> threading.Thread:
+def batch_start(*, principal: Principal, session_id: Any) -> threading.Thread:
     thread = threading.Thread(
-        target=_run_job, kwargs={"principal": principal, "session_id": session_id, "pcm": pcm},
+        target=_run_job, kwargs={"principal": principal, "session_id": session_id},
         name=f"batch-{session_id}", daemon=True,
     )  # fmt: skip
     _threads.add(thread)
@@ -157,10 +242,10 @@ def batch_wait(timeout: float = 30.0) -> None:
         thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def _run_job(*, principal: Principal, session_id: Any, pcm: bytes) -> None:
+def _run_job(*, principal: Principal, session_id: Any) -> None:
     try:
         with _slots:
-            asyncio.run(_transcribe(principal=principal, session_id=session_id, pcm=pcm))
+            asyncio.run(_transcribe(principal=principal, session_id=session_id))
     except Exception:
         log.exception("batch_failed", session_id=str(session_id))
         try:
@@ -172,7 +257,22 @@ def _run_job(*, principal: Principal, session_id: Any, pcm: bytes) -> None:
         _threads.discard(threading.current_thread())
 
 
-async def _transcribe(*, principal: Principal, session_id: Any, pcm: bytes) -> None:
+async def _pcm_chunks(session: ConsultationSession, chunk: int) -> AsyncIterator[bytes]:
+    """The stored WAV's samples in ``chunk``-byte pieces, read from storage
+    a piece at a time (a ranged GET on S3): the job never holds the file."""
+    pending = b""
+    async for block in storage_aiter_range(
+        session.storage_key, start=WAV_HEADER_BYTES, length=session.audio_bytes, chunk_size=READ_CHUNK
+    ):
+        pending += block
+        while len(pending) >= chunk:
+            yield pending[:chunk]
+            pending = pending[chunk:]
+    if pending:
+        yield pending
+
+
+async def _transcribe(*, principal: Principal, session_id: Any) -> None:
     session = await db_async(access_session)(principal, session_id)
     engine = get_engine(session.engine or None)
     config = StreamConfig(
@@ -206,13 +306,18 @@ async def _transcribe(*, principal: Principal, session_id: Any, pcm: bytes) -> N
     chunk = session.sample_rate * 2 * CHUNK_MS // 1000
     reported = 0
     try:
-        for index, offset in enumerate(range(0, len(pcm), chunk)):
-            stream.send_audio(pcm[offset : offset + chunk])
+        total = max(1, session.audio_bytes)
+        sent = 0
+        index = 0
+        async for piece in _pcm_chunks(session, chunk):
+            stream.send_audio(piece)
+            sent += len(piece)
+            index += 1
             if paced:
                 await asyncio.sleep(CHUNK_MS / 1000)
             else:
                 await asyncio.sleep(0)
-            progress = min(99, (offset + chunk) * 100 // len(pcm))
+            progress = min(99, sent * 100 // total)
             if progress >= reported + 5 or (index % 50 == 0 and progress > reported):
                 reported = progress
                 await db_async(batch_progress_save)(session_id=session.pk, progress=progress)
