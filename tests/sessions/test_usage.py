@@ -2,8 +2,8 @@
 stream quota counts (slots held in the live store), not rows whose status
 says live: a stream that crashed keeps its row live, but its slot lapses."""
 
-from clinics.selectors import quota_with_usage
 from sessions.models import ConsultationSession, SessionStatus
+from sessions.selectors import quota_with_usage
 
 
 def _live_row(clinic, ref: str) -> ConsultationSession:
