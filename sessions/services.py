@@ -102,14 +102,14 @@ def quota_ensure_room(*, clinic: Clinic, audio_bytes: int, audio_ms: int) -> Non
             code="session_duration_exceeded",
             details={"max_session_seconds": quota.max_session_seconds, "audio_seconds": audio_ms // 1000},
         )
-    usage = clinic_usage(clinic=clinic)
-    if usage["storage_bytes"] + audio_bytes > quota.storage_bytes:
+    usage = clinic_audio_usage(clinic=clinic, max_age=0)  # read now: the whole recording is decided at once
+    if usage.storage_bytes + audio_bytes > quota.storage_bytes:
         raise QuotaExceeded(
             "The recording does not fit in the clinic's audio storage.",
             code="storage_quota_exceeded",
-            details={"storage_bytes_left": max(0, quota.storage_bytes - usage["storage_bytes"])},
+            details={"storage_bytes_left": max(0, quota.storage_bytes - usage.storage_bytes)},
         )
-    if usage["audio_minutes_this_month"] + audio_ms / 60000 > quota.audio_minutes_per_month:
+    if usage.month_ms + audio_ms > quota.audio_minutes_per_month * 60_000:
         raise QuotaExceeded(
             "The recording does not fit in the clinic's audio minutes for this month.",
             code="audio_minutes_exhausted",
