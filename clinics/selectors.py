@@ -33,5 +33,3 @@ def clinic_quota(*, clinic: Clinic) -> ClinicQuota:
     reads as the defaults, unsaved — a read never writes."""
     quota = ClinicQuota.objects.filter(clinic=clinic).first()
     return quota if quota is not None else ClinicQuota(clinic=clinic)
-
-
