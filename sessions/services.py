@@ -9,6 +9,8 @@ these from its sockets, once per connection or flush — never per frame —
 through ``voiceai.db.db_async``; storage work runs in a worker thread too.
 """
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -263,12 +265,52 @@ def session_erase(*, principal: Principal, session: ConsultationSession) -> dict
     return {"storage_objects": objects, "segments": segments}
 
 
-def transcript_read(*, principal: Principal, session: ConsultationSession, fmt: str) -> list[TranscriptSegment]:
+def _read_origin(via: str | None, client: str | None) -> dict[str, str]:
+    """Where a read came from, for its audit row: ``via`` the search or the
+    MCP server, ``client`` the MCP client's own name (never the query)."""
+    origin = {"via": via} if via else {}
+    if client:
+        origin["client"] = client[:64]
+    return origin
+
+
+def transcript_read(
+    *, principal: Principal, session: ConsultationSession, fmt: str, via: str | None = None, client: str | None = None
+) -> list[TranscriptSegment]:
     """The final segments for a download or display, with the audit row
     every transcript read needs."""
     segments = list(transcript_finals(principal=principal, session=session))
-    _audit(principal, AuditAction.TRANSCRIPT_READ, session.pk, format=fmt, segments=len(segments))
+    _audit(
+        principal,
+        AuditAction.TRANSCRIPT_READ,
+        session.pk,
+        format=fmt,
+        segments=len(segments),
+        **_read_origin(via, client),
+    )
     return segments
+
+
+@transaction.atomic
+def transcript_search_audit(
+    *, principal: Principal, segments: Sequence[TranscriptSegment], via: str = "search", client: str | None = None
+) -> None:
+    """A search shows pieces of transcripts: one ``transcript.read`` row per
+    consultation whose segments it returned, with how many (no query text:
+    it may name a patient's complaint)."""
+    counts = Counter(str(segment.session_id) for segment in segments)
+    for segment in segments:
+        if segment.clinic_id != principal.clinic.pk:
+            raise NotFound("Session not found.")
+    for session_id, count in counts.items():
+        _audit(
+            principal,
+            AuditAction.TRANSCRIPT_READ,
+            session_id,
+            format="search",
+            segments=count,
+            **_read_origin(via, client),
+        )
 
 
 def audio_read_audit(*, principal: Principal, session: ConsultationSession, start: int, end: int, size: int) -> None:

@@ -16,12 +16,12 @@ MAX_OFFSET = 1_000_000_000
 
 
 class BoundedLimitOffsetPagination(LimitOffsetPagination):
-    max_limit = MAX_LIMIT
+    max_limit: int = MAX_LIMIT
 
     def get_limit(self, request: Request) -> int | None:
         raw = request.query_params.get(self.limit_query_param)
         if raw is not None:
-            _bounded(raw, name=self.limit_query_param, low=1, high=MAX_LIMIT)
+            _bounded(raw, name=self.limit_query_param, low=1, high=self.max_limit)
         return super().get_limit(request)
 
     def get_offset(self, request: Request) -> int:
@@ -32,7 +32,7 @@ class BoundedLimitOffsetPagination(LimitOffsetPagination):
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         parameters = super().get_schema_operation_parameters(view)
-        bounds = {self.limit_query_param: (1, MAX_LIMIT), self.offset_query_param: (0, MAX_OFFSET)}
+        bounds = {self.limit_query_param: (1, self.max_limit), self.offset_query_param: (0, MAX_OFFSET)}
         for parameter in parameters:
             low, high = bounds[parameter["name"]]
             parameter["schema"] = {**parameter["schema"], "minimum": low, "maximum": high}

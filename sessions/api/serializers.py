@@ -85,3 +85,25 @@ class TranscriptSerializer(serializers.Serializer):
     session_id = serializers.UUIDField()
     language = serializers.CharField()
     segments = TranscriptSegmentSerializer(many=True)
+
+
+class SearchFilterSerializer(SessionFilterSerializer):
+    q = serializers.CharField(
+        max_length=200,
+        trim_whitespace=True,
+        help_text='Words or "quoted phrases", Japanese or English; every term must occur in the segment.',
+    )
+    language = serializers.ChoiceField(choices=Language.choices, required=False)
+
+
+class SearchHitSerializer(serializers.Serializer):
+    session_id = serializers.UUIDField()
+    segment_id = serializers.CharField()
+    start_ms = serializers.IntegerField(help_text="Where the segment starts in the recording.")
+    end_ms = serializers.IntegerField()
+    speaker = serializers.CharField()
+    snippet = serializers.CharField(help_text="At most 160 characters of the segment around the first match.")
+    rank = serializers.FloatField(help_text="The share of the segment the matched terms make up (0-1); higher first.")
+    language = serializers.CharField()
+    external_ref = serializers.CharField()
+    session_created_at = serializers.DateTimeField()

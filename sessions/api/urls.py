@@ -3,6 +3,7 @@ from django.urls import path
 from sessions.api import views
 
 urlpatterns = [
+    path("search/", views.TranscriptSearchView.as_view(), name="api-search"),
     path("sessions/", views.SessionListCreateView.as_view(), name="api-sessions"),
     path("sessions/<str:id>/", views.SessionDetailView.as_view(), name="api-session"),
     path("sessions/<str:id>/end/", views.SessionEndView.as_view(), name="api-session-end"),

@@ -12,11 +12,14 @@ from rest_framework.response import Response
 
 from clinics.access import access_session
 from clinics.api.base import ClinicScopedAPIView, IgnoreFormatNegotiation, validated_data
+from clinics.api.pagination import BoundedLimitOffsetPagination
 from clinics.api.schema import error_response
 from clinics.principals import IssuedToken
 from sessions import formats, storage_keys
 from sessions.api.ranges import RangeNotSatisfiable, parse_range
 from sessions.api.serializers import (
+    SearchFilterSerializer,
+    SearchHitSerializer,
     SessionCreatedSerializer,
     SessionCreateSerializer,
     SessionFilterSerializer,
@@ -25,6 +28,7 @@ from sessions.api.serializers import (
     TranscriptSerializer,
 )
 from sessions.models import ConsultationSession
+from sessions.search import search_hit, search_query_parse, transcript_search
 from sessions.selectors import session_list
 from sessions.services import (
     audio_read_audit,
@@ -33,6 +37,7 @@ from sessions.services import (
     session_erase,
     session_token_issue,
     transcript_read,
+    transcript_search_audit,
 )
 from sessions.storage import storage_aiter_range, storage_size
 from voiceai.api_errors import error_body
@@ -214,3 +219,35 @@ class SessionAudioView(ClinicScopedAPIView):
         response["Content-Disposition"] = f'inline; filename="{session.pk}.wav"'
         response["Cache-Control"] = "private, no-store"
         return response
+
+
+class SearchPagination(BoundedLimitOffsetPagination):
+    """Search pages are small: each hit carries transcript text and an audit row."""
+
+    default_limit = 20
+    max_limit = 100
+
+
+class TranscriptSearchView(ClinicScopedAPIView):
+    serializer_class = SearchHitSerializer
+    pagination_class = SearchPagination
+
+    @extend_schema(
+        operation_id="transcripts_search",
+        parameters=[SearchFilterSerializer],
+        description=(
+            "Search the clinic's final transcript segments (Japanese and English) for words or quoted phrases; "
+            "every term must occur. Best matches first, each with its session, segment and times. "
+            "Every consultation in the page gets a transcript.read audit row."
+        ),
+        responses={200: SearchHitSerializer(many=True), 400: error_response("Invalid query."), **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        filters = SearchFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        params = dict(filters.validated_data)
+        query = search_query_parse(params.pop("q"))
+        page = self.paginate_queryset(transcript_search(principal=self.principal, query=query, **params))
+        transcript_search_audit(principal=self.principal, segments=page)
+        hits = [search_hit(segment, query) for segment in page]
+        return self.get_paginated_response(SearchHitSerializer(hits, many=True).data)
