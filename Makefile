@@ -7,7 +7,7 @@ PORT ?= 8000
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint format bench venv migrate seed collectstatic check clean
+.PHONY: run test lint format bench venv migrate seed collectstatic check clean manage
 
 $(BIN)/python:
 	$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, got " + sys.version'
@@ -50,6 +50,15 @@ seed: migrate
 collectstatic: export DEBUG ?= 1
 collectstatic: $(RUNTIME_STAMP)
 	$(BIN)/python manage.py collectstatic --noinput -v 0
+
+# Any management command against the same local setup as `make run` (DEBUG
+# on, so no SECRET_KEY is needed; the database migrated first), e.g.
+# make manage ARGS='create_clinic --name "Sakura Clinic" --slug sakura'
+manage: export DEBUG ?= 1
+manage: $(RUNTIME_STAMP)
+	@mkdir -p var
+	@$(BIN)/python manage.py migrate --noinput -v 0
+	$(BIN)/python manage.py $(ARGS)
 
 # The suite runs against the machine's real PostgreSQL and Redis (as in CI).
 test: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test

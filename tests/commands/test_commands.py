@@ -112,3 +112,33 @@ def test_it_lets_the_demo_admin_into_the_admin_for_the_demo_clinic_only(client, 
     assert signed_in.status_code == 302
     response = client.get(reverse("admin:clinics_clinic_changelist"))
     assert [c.slug for c in response.context["cl"].result_list] == ["demo"]
+
+
+def test_it_creates_a_clinicians_login_that_signs_in_to_the_console(clinic_a, client, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long passphrase 42\n"))
+    lines = _run("add_member", "--clinic", clinic_a.slug, "--username", "dr-sato", "--role", "clinician")
+    assert "dr-sato" in lines[-1] and "a long passphrase" not in "\n".join(lines)
+    user = get_user_model().objects.get(username="dr-sato")
+    assert Membership.objects.get(user=user).clinic == clinic_a
+    assert not user.is_staff
+    assert AuditEvent.objects.filter(clinic=clinic_a, action="member.add").exists()
+    signed_in = client.post("/accounts/login/", {"username": "dr-sato", "password": "a long passphrase 42"})
+    assert signed_in.status_code == 302
+    assert client.get("/").status_code == 200
+
+
+def test_it_enrols_an_existing_user_as_clinic_admin_with_admin_access(clinic_a, clinic_b, user_b):
+    lines = _run("add_member", "--clinic", clinic_a.slug, "--username", user_b.username, "--role", "admin")
+    assert "Enrolled existing user" in lines[-1]
+    user_b.refresh_from_db()
+    assert user_b.is_staff
+    assert Membership.objects.get(user=user_b, clinic=clinic_a).role == Role.ADMIN
+
+
+def test_it_refuses_a_weak_password_or_an_unknown_clinic_and_creates_nothing(clinic_a, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("password\n"))
+    with pytest.raises(CommandError, match="Password refused"):
+        _run("add_member", "--clinic", clinic_a.slug, "--username", "dr-weak", "--role", "clinician")
+    with pytest.raises(CommandError, match="No clinic"):
+        _run("add_member", "--clinic", "nope", "--username", "dr-x", "--role", "clinician")
+    assert not get_user_model().objects.filter(username__in=["dr-weak", "dr-x"]).exists()
