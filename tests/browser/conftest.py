@@ -24,6 +24,10 @@ REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 FAKE_MIC_WAV = REPO / "tests" / "fixtures" / "audio" / "console_consultation_en.wav"
 ARTIFACTS = REPO / "test-artifacts" / "browser"
+AXE_JS = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
+AXE_SHA256 = "29348999450cdf2849a8e70b7912fc2da85a849da39c0d0d5394f51d4a9ed95c"
+# What fails a page: WCAG problems that block or seriously hinder someone.
+AXE_FAILING_IMPACTS = ("serious", "critical")
 
 # docs/architecture.md, "Measured facts": real-browser tests with a fake microphone.
 CHROMIUM_ARGS = [
@@ -154,3 +158,22 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def axe_violations(page) -> list[dict]:
+    """axe-core's serious and critical violations on the page as it is now
+    (WCAG 2.x A and AA rules plus best practices), each with the selectors
+    of its offending nodes."""
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.add_script_tag(path=str(AXE_JS))
+    results = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+        for v in results["violations"]
+        if v["impact"] in AXE_FAILING_IMPACTS
+    ]
+
+
+def assert_accessible(page, where: str) -> None:
+    found = axe_violations(page)
+    assert found == [], f"axe-core on {where} ({page.url}): {found}"

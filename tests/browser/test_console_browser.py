@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 
 from sessions.audio import wav_header
 from sessions.models import ConsultationSession, TranscriptSegment
-from tests.browser.conftest import FAKE_MIC_WAV, screenshot, session_cookie_for, set_browser_password
+from tests.browser.conftest import FAKE_MIC_WAV, assert_accessible, screenshot, session_cookie_for, set_browser_password
 from tests.servers import requires_shared_database
 
 pytestmark = [pytest.mark.browser, requires_shared_database()]
@@ -57,6 +57,7 @@ def test_it_records_a_consultation_resumes_after_a_server_drop_and_stores_every_
     expect(page.locator("#transcript li.final").first).to_be_visible(timeout=20_000)
     session_id = page.evaluate("() => window.__voiceaiRecorder.session.id")
     assert int(page.get_attribute("#mic-level", "aria-valuenow")) >= 0
+    assert_accessible(page, "the record page while recording")
     screenshot(page, "record-live")
 
     # A second screen follows the consultation.
@@ -64,6 +65,7 @@ def test_it_records_a_consultation_resumes_after_a_server_drop_and_stores_every_
     viewer.goto(server.url + page.get_attribute("#viewer-link", "href"))
     expect(viewer.locator("#connection-state")).to_have_attribute("data-state", "watching", timeout=15_000)
     expect(viewer.locator("#transcript li.final").first).to_be_visible(timeout=15_000)
+    assert_accessible(viewer, "the live view while following")
     screenshot(viewer, "viewer-live")
 
     # The server dies mid-recording; the page keeps the audio and says so.
