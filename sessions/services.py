@@ -426,16 +426,32 @@ class FinalLike(Protocol):
     confidence: float | None
 
 
+@dataclass(frozen=True)
+class FinalsWrite:
+    """One stream's pending finals, for ``finals_store_many``."""
+
+    principal: Principal
+    session_id: object
+    finals: list[FinalLike]
+
+
 def finals_store(*, principal: Principal, session_id: object, finals: list[FinalLike]) -> int:
     """Bulk-insert final segments in time order (one statement per flush).
     A segment id already stored is skipped by the unique constraint, never
     duplicated."""
-    if not finals:
-        return 0
+    return finals_store_many([FinalsWrite(principal, session_id, finals)])
+
+
+def finals_store_many(writes: list[FinalsWrite]) -> int:
+    """The finals of several sessions in one statement: the streams of a
+    process store theirs together (the group commit in
+    ``transcription/flusher.py``) instead of one transaction each. Each row
+    belongs to its own write's clinic and session, which the stream that
+    holds them was authorised for."""
     rows = [
         TranscriptSegment(
-            clinic=principal.clinic,
-            session_id=session_id,
+            clinic=w.principal.clinic,
+            session_id=w.session_id,
             segment_id=f.segment_id[:100],
             revision=f.revision,
             start_ms=max(0, f.start_ms),
@@ -445,9 +461,11 @@ def finals_store(*, principal: Principal, session_id: object, finals: list[Final
             confidence=f.confidence,
             is_final=True,
         )
-        for f in sorted(finals, key=lambda f: (f.start_ms, f.end_ms))
+        for w in writes
+        for f in sorted(w.finals, key=lambda f: (f.start_ms, f.end_ms))
     ]
-    TranscriptSegment.objects.bulk_create(rows, ignore_conflicts=True)
+    if rows:
+        TranscriptSegment.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
 
 

@@ -7,19 +7,29 @@ a final a client has seen survives any crash and is never sent twice, and an
 Ack never covers audio that is not stored. It runs at most once a second (the
 stream's ticker), inline when the buffer holds 3 s (backpressure), and at
 the end — never per frame.
+
+The finals of all the process's streams go to the database together: a
+flush hands its finals to ``FinalsCommit``, which stores everything handed
+to it within ``GROUP_COMMIT_SECONDS`` in one insert on one worker thread
+(a group commit). One insert and one thread hop per window instead of one
+per stream and second: at 250 streams each insert cost ~13 % of the core
+(docs/benchmarks.md). Audio parts stay one write per stream, in parallel
+worker threads: on S3 each is a network round trip, which one thread would
+serialise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
 
 from sessions import audio_store
-from sessions.services import finals_store
+from sessions.services import FinalsWrite, finals_store_many
 from transcription import stream_metrics
 from transcription.audio_ledger import AudioLedger
 from transcription.engine_feed import MAX_REPLAY_MS
@@ -41,6 +51,74 @@ MAX_FLUSH_FAILURES = 5
 _PRUNE_AT = 256
 
 _run_in_thread = sync_to_async(thread_sensitive=False)
+
+# How long the first finals handed to the group commit wait for others: a
+# final reaches the client and viewers at most this much later, next to the
+# flush period (1 s) it already waits.
+GROUP_COMMIT_SECONDS = 0.05
+
+
+class FinalsCommit:
+    """Stores the finals of the process's streams together: everything
+    handed in within one window goes in one ``finals_store_many`` call.
+    Each caller waits for its own write and gets the error if the insert
+    failed (its Flusher retries, and the retry joins a later window)."""
+
+    def __init__(self, *, window: float = GROUP_COMMIT_SECONDS) -> None:
+        self.window = window
+        self._queue: list[tuple[FinalsWrite, asyncio.Future[None]]] = []
+        self._task: asyncio.Task | None = None
+
+    async def store(self, write: FinalsWrite) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((write, future))
+        if self._task is None:
+            # Its own task: a stream cancelled while it waits does not
+            # cancel the other streams' insert.
+            self._task = asyncio.get_running_loop().create_task(self._commit())
+        await future
+
+    async def _commit(self) -> None:
+        batch: list[tuple[FinalsWrite, asyncio.Future[None]]] = []
+        try:
+            while self._queue:
+                await asyncio.sleep(self.window)
+                batch, self._queue = self._queue, []
+                try:
+                    await db_async(finals_store_many)([write for write, _ in batch])
+                except Exception as exc:
+                    _settle(batch, exc)
+                else:
+                    _settle(batch, None)
+                batch = []
+        finally:
+            self._task = None
+            # Cancelled (the loop shuts down): nobody waits forever.
+            for _, future in [*batch, *self._queue]:
+                future.cancel()
+            self._queue = []
+
+
+def _settle(batch: list[tuple[FinalsWrite, asyncio.Future[None]]], error: Exception | None) -> None:
+    for _, future in batch:
+        if future.done():  # its stream was cancelled meanwhile
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
+_commits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FinalsCommit] = weakref.WeakKeyDictionary()
+
+
+def finals_commit() -> FinalsCommit:
+    """The group commit of this process and event loop."""
+    loop = asyncio.get_running_loop()
+    commit = _commits.get(loop)
+    if commit is None:
+        commit = _commits[loop] = FinalsCommit()
+    return commit
 
 
 class FinalsBook:
@@ -132,7 +210,7 @@ class Flusher:
                 await _run_in_thread(audio_store.part_write)(self.session, start=ledger.durable, data=data)
                 ledger.stored(len(data))
             if finals:
-                await db_async(finals_store)(principal=self.principal, session_id=self.session.pk, finals=finals)
+                await finals_commit().store(FinalsWrite(self.principal, self.session.pk, finals))
                 self.finals.stored(finals)
             self.last_flush = self.clock()
             self.failures = 0

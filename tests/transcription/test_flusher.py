@@ -4,13 +4,18 @@ told, told once, in order, and the stream remembers a bounded set of them."""
 import asyncio
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+import transcription.flusher as flusher_module
 from sessions import audio_store
+from sessions.models import TranscriptSegment
+from sessions.services import FinalsWrite, finals_store_many
 from tests.transcription.helpers import adb, make_session
 from transcription.audio_ledger import AudioLedger
 from transcription.engine_feed import MAX_REPLAY_MS
 from transcription.engines.base import TranscriptEvent
-from transcription.flusher import FinalsBook, Flusher
+from transcription.flusher import FinalsBook, FinalsCommit, Flusher
 from transcription.stream_registry import StreamCounters
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -84,3 +89,60 @@ async def test_it_stores_audio_and_finals_before_it_tells_the_client_then_acks(p
     assert [m["segment_id"] for m in published] == ["seg-1", "seg-2"]
     await flusher.flush()  # nothing new: nothing sent twice
     assert len(sent) == 3
+
+
+async def test_finals_of_streams_flushing_together_go_to_the_database_in_one_insert(
+    principal_clinician_a, principal_b, stream_settings, monkeypatch
+):
+    sessions = [await adb(make_session)(principal_clinician_a) for _ in range(2)]
+    session_b = await adb(make_session)(principal_b)
+    writes = [
+        FinalsWrite(principal_clinician_a, sessions[0].pk, [_final(1), _final(2)]),
+        FinalsWrite(principal_clinician_a, sessions[1].pk, [_final(1)]),
+        FinalsWrite(principal_b, session_b.pk, [_final(3)]),
+    ]
+    inserts: list[list[str]] = []
+
+    def counted(batch):
+        # Runs on the worker thread: its own connection's statements.
+        with CaptureQueriesContext(connection) as ctx:
+            finals_store_many(batch)
+        inserts.append([q["sql"] for q in ctx.captured_queries if q["sql"].startswith("INSERT")])
+
+    monkeypatch.setattr(flusher_module, "finals_store_many", counted)
+    commit = FinalsCommit(window=0.05)
+    await asyncio.gather(*(commit.store(w) for w in writes))
+    assert [len(statements) for statements in inserts] == [1]  # one call, one INSERT
+    rows = await adb(list)(TranscriptSegment.objects.values_list("clinic_id", "session_id", "segment_id"))
+    clinic_a, clinic_b = principal_clinician_a.clinic.pk, principal_b.clinic.pk
+    assert sorted(rows, key=str) == sorted(
+        [
+            (clinic_a, sessions[0].pk, "seg-1"),
+            (clinic_a, sessions[0].pk, "seg-2"),
+            (clinic_a, sessions[1].pk, "seg-1"),
+            (clinic_b, session_b.pk, "seg-3"),
+        ],
+        key=str,
+    )
+
+
+async def test_a_failed_group_insert_fails_each_waiting_flush_and_a_later_window_stores_them(
+    principal_clinician_a, stream_settings, monkeypatch
+):
+    session = await adb(make_session)(principal_clinician_a)
+    commit = FinalsCommit(window=0.01)
+
+    def broken(batch):
+        raise OSError("database went away")
+
+    monkeypatch.setattr(flusher_module, "finals_store_many", broken)
+    results = await asyncio.gather(
+        commit.store(FinalsWrite(principal_clinician_a, session.pk, [_final(1)])),
+        commit.store(FinalsWrite(principal_clinician_a, session.pk, [_final(2)])),
+        return_exceptions=True,
+    )
+    assert [type(r) for r in results] == [OSError, OSError]
+    assert await adb(TranscriptSegment.objects.count)() == 0
+    monkeypatch.setattr(flusher_module, "finals_store_many", finals_store_many)
+    await commit.store(FinalsWrite(principal_clinician_a, session.pk, [_final(1), _final(2)]))
+    assert await adb(TranscriptSegment.objects.count)() == 2
