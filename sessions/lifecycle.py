@@ -1,5 +1,6 @@
-"""Data lifecycle: ending abandoned live sessions, retention purge and
-clinic export (offboarding).
+"""Data lifecycle: ending abandoned live sessions, sealing ended sessions
+whose audio was left in parts, retention purge and clinic export
+(offboarding).
 
 Both act as a system principal of one clinic at a time, go through the
 access layer and the same services as user actions, and leave audit rows:
@@ -24,7 +25,7 @@ from sessions.formats import transcript_as_json, transcript_as_txt
 from sessions.live import producer_attached
 from sessions.models import ConsultationSession, SessionStatus
 from sessions.selectors import transcript_finals
-from sessions.services import session_end, session_erase
+from sessions.services import session_end, session_erase, session_seal
 from sessions.storage import storage_iter_range, storage_size
 from voiceai.errors import DomainError
 from voiceai.logging import get_logger
@@ -154,6 +155,62 @@ def sessions_reap_abandoned(*, now: datetime | None = None, idle_hours: float | 
                     error=type(exc).__name__,
                 )
     log.info("abandoned_reap_done", ended=report.ended, failed=len(report.failed))
+    return report
+
+
+# An ended session's producer may still be finishing (engine drain, last
+# flush, its own seal) for a few seconds; the reaper leaves it that long.
+STRANDED_SEAL_GRACE = timedelta(minutes=5)
+
+
+@dataclass
+class SealReport:
+    sealed: int = 0
+    # Left for the next run: storage, Redis or the database failed.
+    failed: list[str] = field(default_factory=list)
+
+
+def sessions_unsealed(*, principal: Principal, now: datetime) -> list[ConsultationSession]:
+    """Ended sessions that streamed but were never sealed: their
+    acknowledged audio is only in parts, so it can't be downloaded and
+    doesn't count towards usage. A stream's end seals its session, and so
+    does a REST end after commit; a process that died in between, or the
+    idle-producer bug of issue 10, left these behind."""
+    return list(
+        sessions_visible_to(principal)
+        .filter(status=SessionStatus.ENDED, audio_sha256="", started_at__isnull=False)
+        .filter(ended_at__lt=now - STRANDED_SEAL_GRACE)
+        .exclude(source="batch")
+        .order_by("ended_at")
+    )
+
+
+def sessions_seal_stranded(*, now: datetime | None = None) -> SealReport:
+    """Seal every ended session left unsealed (WAV, sha256, transcript JSON,
+    usage, the audit rows of a seal), through the same ``session_seal`` a
+    stream's end uses. A session with no part at all is sealed too (an
+    empty recording), so it is not looked at again. A producer still
+    holding the lease is left to seal it itself; a failure is retried by
+    the next run."""
+    now = now or timezone.now()
+    report = SealReport()
+    for clinic in Clinic.objects.order_by("slug"):
+        principal = system_principal(clinic, label="reaper")
+        for session in sessions_unsealed(principal=principal, now=now):
+            try:
+                if producer_attached(clinic_id=clinic.pk, session_id=session.pk):
+                    continue
+                session_seal(principal=principal, session_id=session.pk)
+                report.sealed += 1
+            except Exception as exc:
+                report.failed.append(str(session.pk))
+                log.warning(
+                    "stranded_seal_failed",
+                    clinic_id=str(clinic.pk),
+                    session_id=str(session.pk),
+                    error=type(exc).__name__,
+                )
+    log.info("stranded_seal_done", sealed=report.sealed, failed=len(report.failed))
     return report
 
 

@@ -11,10 +11,11 @@ from django.utils import timezone
 from clinics.access import system_principal
 from clinics.audit import AuditAction, audit_record
 from clinics.models import AuditEvent
-from sessions import storage_keys
+from sessions import audio_store, storage_keys
 from sessions.audio_store import part_write
-from sessions.lifecycle import sessions_reap_abandoned
+from sessions.lifecycle import sessions_reap_abandoned, sessions_seal_stranded
 from sessions.models import ConsultationSession, SessionStatus
+from sessions.selectors import clinic_audio_usage
 from tests.transcription.helpers import pcm
 from transcription import live_state
 
@@ -121,3 +122,64 @@ def test_it_ends_abandoned_sessions_before_the_purge_in_one_command(tmp_media, c
     assert not ConsultationSession.objects.filter(pk=session.pk).exists()
     assert AuditEvent.objects.filter(action="session.end", object_id=str(session.pk)).exists()
     assert AuditEvent.objects.filter(action="session.erase", object_id=str(session.pk)).exists()
+
+
+def _ended_unsealed(clinic, *, minutes_ago: float) -> ConsultationSession:
+    """What the idle-producer bug left: ended over REST, audio only in parts."""
+    ended = timezone.now() - timedelta(minutes=minutes_ago)
+    return ConsultationSession.objects.create(
+        clinic=clinic,
+        language="en-US",
+        engine="fake",
+        status=SessionStatus.ENDED,
+        started_at=ended - timedelta(minutes=10),
+        ended_at=ended,
+    )
+
+
+def test_it_seals_an_ended_session_whose_audio_was_left_in_parts_and_counts_its_usage(tmp_media, clinic_a, clinic_b):
+    stranded = _ended_unsealed(clinic_a, minutes_ago=30)
+    part_write(stranded, start=0, data=pcm(32_000, seed=4))
+    part_write(stranded, start=32_000, data=pcm(16_000, seed=5))
+    finishing = _ended_unsealed(clinic_b, minutes_ago=1)  # its producer may still be sealing it
+    part_write(finishing, start=0, data=pcm(3_200, seed=6))
+    used_before = clinic_audio_usage(clinic=clinic_a, max_age=0)
+
+    report = sessions_seal_stranded()
+
+    assert (report.sealed, report.failed) == (1, [])
+    stranded.refresh_from_db()
+    assert stranded.audio_bytes == 48_000 and stranded.audio_duration_ms == 1500 and stranded.audio_sha256
+    with default_storage.open(storage_keys.audio_wav_key(stranded), "rb") as fh:
+        assert fh.read()[44:] == pcm(32_000, seed=4) + pcm(16_000, seed=5)
+    assert audio_store.parts_scan(stranded).part_count == 0
+    usage = clinic_audio_usage(clinic=clinic_a, max_age=0)
+    assert (usage.month_ms, usage.storage_bytes) > (used_before.month_ms, used_before.storage_bytes)
+    assert usage.month_ms - used_before.month_ms == 1500
+    write = AuditEvent.objects.get(action="audio.write", object_id=str(stranded.pk))
+    assert write.actor_label == "system:reaper" and write.clinic_id == clinic_a.pk
+    finishing.refresh_from_db()
+    assert not finishing.audio_sha256
+    assert sessions_seal_stranded().sealed == 0  # nothing left to do: the run is idempotent
+
+
+def test_it_leaves_an_unsealed_session_whose_producer_still_holds_the_lease(tmp_media, clinic_a):
+    session = _ended_unsealed(clinic_a, minutes_ago=30)
+    ids = {"clinic_id": clinic_a.pk, "session_id": session.pk, "owner": "producer-1"}
+    assert async_to_sync(_lease)("claim", takeover=False, **ids).ok
+    try:
+        assert sessions_seal_stranded().sealed == 0
+    finally:
+        async_to_sync(_lease)("release", durable_bytes=0, **ids)
+    assert sessions_seal_stranded().sealed == 1
+
+
+def test_the_nightly_command_seals_stranded_sessions(tmp_media, clinic_a, capsys):
+    session = _ended_unsealed(clinic_a, minutes_ago=30)
+    part_write(session, start=0, data=pcm(3_200, seed=7))
+
+    call_command("purge_expired_sessions")
+
+    assert "sealed 1 ended sessions left in parts" in capsys.readouterr().out
+    session.refresh_from_db()
+    assert session.audio_bytes == 3_200

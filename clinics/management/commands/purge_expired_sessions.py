@@ -2,13 +2,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from sessions.lifecycle import sessions_purge_expired, sessions_reap_abandoned
+from sessions.lifecycle import sessions_purge_expired, sessions_reap_abandoned, sessions_seal_stranded
 
 
 class Command(BaseCommand):
     help = (
-        "End live sessions abandoned for ABANDONED_SESSION_HOURS (their audio is sealed), then erase sessions "
-        "older than their clinic's retention (audit tombstones stay). Safe to run from cron."
+        "End live sessions abandoned for ABANDONED_SESSION_HOURS (their audio is sealed), seal ended sessions "
+        "whose audio was left in parts, then erase sessions older than their clinic's retention (audit "
+        "tombstones stay). Safe to run from cron."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -22,6 +23,9 @@ class Command(BaseCommand):
             reaped = sessions_reap_abandoned()
             failed += len(reaped.failed)
             self.stdout.write(f"ended {reaped.ended} abandoned live sessions, {len(reaped.failed)} failed")
+            sealed = sessions_seal_stranded()
+            failed += len(sealed.failed)
+            self.stdout.write(f"sealed {sealed.sealed} ended sessions left in parts, {len(sealed.failed)} failed")
         report = sessions_purge_expired(dry_run=options["dry_run"])
         failed += len(report.failed)
         verb = "would erase" if options["dry_run"] else "erased"
