@@ -17,7 +17,11 @@ read round trip). Keys, under the design's session prefix:
   the pub/sub channel (channels ignore the database number; session ids are
   UUIDs, so two deployments sharing a server never meet).
 
-Both keys expire ``RELAY_IDLE_SECONDS`` after the session's last event.
+Both keys expire ``RELAY_IDLE_SECONDS`` after the session's last event, or
+``RELAY_ENDED_SECONDS`` once the session has ended (``session.ended``: its
+log and its control log, which no one needs for long after the end — a
+viewer that comes later gets the stored finals). A clinic day ends
+thousands of sessions; an hour each would keep every one of them in Redis.
 
 Publishing: ``publish_nowait`` from the audio/engine path queues the event;
 one task per process sends everything queued in a loop tick as one pipeline
@@ -58,6 +62,7 @@ from typing import Any
 
 from django.conf import settings
 
+from sessions.events import SESSION_ENDED
 from transcription.live_state import live_state_key
 from voiceai.logging import get_logger
 
@@ -286,7 +291,11 @@ def _settings_int(name: str, default: int) -> int:
 
 # --- Redis -------------------------------------------------------------------------
 
-# KEYS: meta hash, stream. ARGV: event JSON, maxlen, expiry ms.
+# KEYS: meta hash, stream [, the session's other log's meta hash and stream].
+# ARGV: event JSON, maxlen, expiry ms, ended expiry ms (0: not the end).
+# The end marks the log (``ended`` in its hash) so later events (a viewer
+# leaving) don't give it back the idle expiry; the other log, if it
+# exists, is shortened with it.
 _PUBLISH = """
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -297,11 +306,37 @@ if not epoch then
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
+if ARGV[4] ~= '0' then
+  redis.call('HSET', KEYS[1], 'ended', ARGV[4])
+  if #KEYS > 2 and redis.call('EXISTS', KEYS[3]) == 1 then
+    redis.call('HSET', KEYS[3], 'ended', ARGV[4])
+    redis.call('PEXPIRE', KEYS[3], ARGV[4])
+    redis.call('PEXPIRE', KEYS[4], ARGV[4])
+  end
+end
+local ttl = redis.call('HGET', KEYS[1], 'ended') or ARGV[3]
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('PUBLISH', KEYS[2], epoch .. ' ' .. seq .. ' ' .. ARGV[1])
 return seq
 """
+
+
+def _other_log(session_id: object) -> str:
+    """The session's other log: the control log of its viewers' log, and
+    the viewers' log of its control log."""
+    name = str(session_id)
+    return name.removesuffix(":control") if name.endswith(":control") else control_log(name)
+
+
+def _publish_keys(clinic_id: object, session_id: object, event: dict, ended_seconds: int) -> tuple[list[str], int]:
+    """The publish script's keys and its ended expiry (ms, 0: not the end)."""
+    keys = [relay_meta_key(clinic_id, session_id), relay_events_key(clinic_id, session_id)]
+    if event.get("type") != SESSION_ENDED:
+        return keys, 0
+    other = _other_log(session_id)
+    return [*keys, relay_meta_key(clinic_id, other), relay_events_key(clinic_id, other)], ended_seconds * 1000
+
 
 # KEYS: meta hash, stream. ARGV: after seq, max entries.
 _RANGE = """
@@ -319,8 +354,8 @@ def _entries(raw: Iterable) -> list[tuple[int, dict]]:
 
 @dataclass(slots=True)
 class _Outgoing:
-    meta: str
-    stream: str
+    keys: list[str]
+    ended_ms: int
     payload: str
     future: asyncio.Future | None
     queued_at: float
@@ -337,6 +372,7 @@ class RedisRelay(SessionRelay):
         *,
         maxlen: int | None = None,
         idle_seconds: int | None = None,
+        ended_seconds: int | None = None,
         queue_size: int | None = None,
         socket_timeout: float = 5.0,
         read_timeout: float = 5.0,
@@ -352,6 +388,7 @@ class RedisRelay(SessionRelay):
 
         self._maxlen = maxlen or _settings_int("RELAY_MAXLEN", 1000)
         self._expiry_ms = (idle_seconds or _settings_int("RELAY_IDLE_SECONDS", 3600)) * 1000
+        self._ended_seconds = ended_seconds or _settings_int("RELAY_ENDED_SECONDS", 120)
         self._queue_size = queue_size or _settings_int("RELAY_QUEUE_SIZE", 1000)
         self._read_timeout = read_timeout
         self._ping_after = ping_after
@@ -396,10 +433,11 @@ class RedisRelay(SessionRelay):
         return await future
 
     def _enqueue(self, clinic_id: object, session_id: object, event: dict, future: asyncio.Future | None) -> None:
+        keys, ended_ms = _publish_keys(clinic_id, session_id, event, self._ended_seconds)
         self._outbox.append(
             _Outgoing(
-                relay_meta_key(clinic_id, session_id),
-                relay_events_key(clinic_id, session_id),
+                keys,
+                ended_ms,
                 json.dumps(event, separators=(",", ":")),
                 future,
                 self._loop.time(),
@@ -439,12 +477,12 @@ class RedisRelay(SessionRelay):
                 for item in todo:
                     pipe.evalsha(
                         self._publish_script.sha,
-                        2,
-                        item.meta,
-                        item.stream,
+                        len(item.keys),
+                        *item.keys,
                         item.payload,
                         self._maxlen,
                         self._expiry_ms,
+                        item.ended_ms,
                     )
                 results = await pipe.execute(raise_on_error=False)
             self.batches_sent += 1
@@ -637,6 +675,7 @@ class _MemoryLog:
     seq: int
     entries: collections.deque
     touched: float
+    lifetime: float  # seconds after ``touched``: the idle expiry, or the ended one
 
 
 class MemoryRelay(SessionRelay):
@@ -644,9 +683,12 @@ class MemoryRelay(SessionRelay):
     serves sockets and sync views in one process): same semantics, a lock
     and ``call_soon_threadsafe`` instead of Redis."""
 
-    def __init__(self, *, maxlen: int | None = None, idle_seconds: int | None = None) -> None:
+    def __init__(
+        self, *, maxlen: int | None = None, idle_seconds: int | None = None, ended_seconds: int | None = None
+    ) -> None:
         self._maxlen = maxlen
         self._idle_seconds = idle_seconds
+        self._ended_seconds = ended_seconds
         self._logs: dict[str, _MemoryLog] = {}
         self._subs: dict[str, set[Subscription]] = {}
         self._lock = threading.Lock()
@@ -665,34 +707,42 @@ class MemoryRelay(SessionRelay):
         # publisher's dict, and what can't be serialised fails here too.
         event = json.loads(json.dumps(event))
         maxlen, idle = self._limits()
+        ended = self._ended_seconds or _settings_int("RELAY_ENDED_SECONDS", 120)
         now = time.monotonic()
         with self._lock:
             entry = self._logs.get(key)
-            if entry is None or now - entry.touched > idle:
-                entry = self._logs[key] = _MemoryLog(f"m{next(self._epochs)}", 0, collections.deque(maxlen=maxlen), now)
+            if entry is None or now - entry.touched > entry.lifetime:
+                entry = self._logs[key] = _MemoryLog(
+                    f"m{next(self._epochs)}", 0, collections.deque(maxlen=maxlen), now, idle
+                )
             entry.seq += 1
             entry.touched = now
             entry.entries.append((entry.seq, event))
+            if event.get("type") == SESSION_ENDED:
+                entry.lifetime = ended
+                other = self._logs.get(relay_events_key(clinic_id, _other_log(session_id)))
+                if other is not None:
+                    other.lifetime, other.touched = ended, now
             for sub in list(self._subs.get(key, ())):
                 try:
                     sub._loop.call_soon_threadsafe(self._deliver, sub, entry.epoch, entry.seq, event)
                 except RuntimeError:  # its event loop is closed: nobody is reading
                     self._subs[key].discard(sub)
-            if now - self._swept > idle:
-                self._sweep(now, idle)
+            if now - self._swept > ended:
+                self._sweep(now)
             return entry.seq
 
     def position(self, clinic_id: object, session_id: object) -> tuple[int, str | None]:
         with self._lock:
             entry = self._logs.get(relay_events_key(clinic_id, session_id))
-            if entry is None or time.monotonic() - entry.touched > self._limits()[1]:
+            if entry is None or time.monotonic() - entry.touched > entry.lifetime:
                 return 0, None
             return entry.seq, entry.epoch
 
-    def _sweep(self, now: float, idle: int) -> None:
-        """Forget idle logs, as Redis expires them (called under the lock)."""
+    def _sweep(self, now: float) -> None:
+        """Forget expired logs, as Redis expires them (called under the lock)."""
         self._swept = now
-        for key in [key for key, entry in self._logs.items() if now - entry.touched > idle]:
+        for key in [key for key, entry in self._logs.items() if now - entry.touched > entry.lifetime]:
             del self._logs[key]
 
     def publish_nowait(self, clinic_id: object, session_id: object, event: dict) -> None:
@@ -708,7 +758,7 @@ class MemoryRelay(SessionRelay):
     def _catch_up(self, sub: Subscription) -> None:
         with self._lock:
             entry = self._logs.get(sub.key)
-            if entry is None or time.monotonic() - entry.touched > self._limits()[1]:
+            if entry is None or time.monotonic() - entry.touched > entry.lifetime:
                 epoch, last, entries = "", 0, []
             else:
                 after = sub._queued_seq or 0
@@ -797,8 +847,6 @@ def publish_sync(clinic_id: object, session_id: object, event: dict) -> int:
     _, script = _sync_redis(url)
     payload = json.dumps(event, separators=(",", ":"))
     maxlen, idle = _settings_int("RELAY_MAXLEN", 1000), _settings_int("RELAY_IDLE_SECONDS", 3600)
-    seq = script(
-        keys=[relay_meta_key(clinic_id, session_id), relay_events_key(clinic_id, session_id)],
-        args=[payload, maxlen, idle * 1000],
-    )
+    keys, ended_ms = _publish_keys(clinic_id, session_id, event, _settings_int("RELAY_ENDED_SECONDS", 120))
+    seq = script(keys=keys, args=[payload, maxlen, idle * 1000, ended_ms])
     return int(seq)

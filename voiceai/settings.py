@@ -155,6 +155,9 @@ else:
 # subscriber may fall behind before it is dropped with a RelayGap.
 RELAY_MAXLEN = env_int("RELAY_MAXLEN", 1000, minimum=10)
 RELAY_IDLE_SECONDS = env_int("RELAY_IDLE_SECONDS", 3600, minimum=60)
+# ... and once the session has ended: long enough for a dropped viewer to
+# resume and see End; a later one gets the stored finals.
+RELAY_ENDED_SECONDS = env_int("RELAY_ENDED_SECONDS", 120, minimum=10)
 RELAY_QUEUE_SIZE = env_int("RELAY_QUEUE_SIZE", 1000, minimum=10)
 
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))

@@ -407,3 +407,89 @@ async def test_it_restarts_a_reader_that_died_and_catches_its_subscriptions_up(r
     assert [e.seq for e in await _take(sub, 1)] == [1]
     assert relay._reader is not dead and dead.done()
     await sub.aclose()
+
+
+# --- an ended session's logs don't outlive it by an hour -------------------------------------
+
+
+@needs_redis
+async def test_it_keeps_an_ended_sessions_logs_only_briefly_in_redis(redis_relays, ids, settings):
+    """A clinic day ends thousands of sessions: their logs (the viewers' and
+    the control log) expire RELAY_ENDED_SECONDS after the end, not
+    RELAY_IDLE_SECONDS, and a later event (a viewer leaving) does not give
+    them the long expiry back."""
+    import redis.asyncio as redis_asyncio
+
+    from sessions.events import SESSION_ENDED
+    from transcription.relay import control_log
+
+    clinic, session = ids
+    control = control_log(session)
+    keys = [
+        relay_meta_key(clinic, session),
+        relay_events_key(clinic, session),
+        relay_meta_key(clinic, control),
+        relay_events_key(clinic, control),
+    ]
+    redis_relays.keys += keys
+    relay = redis_relays(idle_seconds=3600, ended_seconds=30)
+    await relay.publish(clinic, session, {"type": "transcript"})
+    await relay.publish(clinic, control, {"type": "viewer.joined"})
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    try:
+        assert all(ttl > 3000 for ttl in [await client.ttl(key) for key in keys])
+        await relay.publish(clinic, session, {"type": SESSION_ENDED})
+        assert all(0 < ttl <= 30 for ttl in [await client.ttl(key) for key in keys])
+        await relay.publish(clinic, control, {"type": "viewer.left"})
+        assert all(0 < ttl <= 30 for ttl in [await client.ttl(key) for key in keys])
+    finally:
+        await client.aclose()
+
+
+@needs_redis
+async def test_it_shortens_the_logs_of_a_session_ended_from_synchronous_code(ids, settings):
+    """The REST end publishes through publish_sync: the same expiry."""
+    import redis
+
+    from sessions.events import SESSION_ENDED
+    from transcription import relay as relay_module
+    from transcription.relay import control_log
+
+    clinic, session = ids
+    settings.REDIS_URL = REDIS_URL
+    settings.RELAY_ENDED_SECONDS = 30
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = [relay_meta_key(clinic, session), relay_events_key(clinic, session)]
+    keys += [relay_meta_key(clinic, control_log(session)), relay_events_key(clinic, control_log(session))]
+    try:
+        relay_module.publish_sync(clinic, session, {"type": "transcript"})
+        assert client.ttl(keys[0]) > 60
+        relay_module.publish_sync(clinic, control_log(session), {"type": SESSION_ENDED})
+        relay_module.publish_sync(clinic, session, {"type": SESSION_ENDED})
+        assert all(0 < client.ttl(key) <= 30 for key in keys)
+    finally:
+        client.delete(*keys)
+        client.close()
+
+
+async def test_it_forgets_an_ended_sessions_logs_in_memory_after_the_ended_expiry(ids, monkeypatch):
+    from sessions.events import SESSION_ENDED
+    from transcription import relay as relay_module
+    from transcription.relay import control_log
+
+    clinic, session = ids
+    now = [1000.0]
+    monkeypatch.setattr(relay_module.time, "monotonic", lambda: now[0])
+    memory = MemoryRelay(idle_seconds=3600, ended_seconds=30)
+    memory.publish_sync(clinic, control_log(session), {"type": "viewer.joined"})
+    memory.publish_sync(clinic, session, {"type": "transcript"})
+    now[0] += 100  # idle, but not ended: kept
+    assert memory.position(clinic, session)[0] == 1
+    memory.publish_sync(clinic, session, {"type": SESSION_ENDED})
+    now[0] += 31
+    assert memory.position(clinic, session) == (0, None)
+    assert memory.position(clinic, control_log(session)) == (0, None)
+    # Any publish sweeps what expired: a long day doesn't accumulate logs.
+    memory.publish_sync(clinic, uuid.uuid4(), {"type": "transcript"})
+    assert relay_events_key(clinic, session) not in memory._logs
+    assert relay_events_key(clinic, control_log(session)) not in memory._logs
