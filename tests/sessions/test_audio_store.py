@@ -84,3 +84,29 @@ def test_it_chains_greedily_by_furthest_reach():
     chain, durable = parts_chain(parts)
     assert durable == 20
     assert [(link.part.name, link.skip, link.take) for link in chain] == [("a", 0, 10), ("d", 0, 10)]
+
+
+def test_it_seals_a_long_session_without_holding_its_audio_in_memory(session, storage):
+    """A seal reads one part at a time into a file: a session's whole audio
+    is never one allocation (sessions are sealed all day, by the hundred)."""
+    import tracemalloc
+
+    from sessions.audio_store import wav_write
+
+    second = pcm(32_000, seed=5)  # 1 s of 16 kHz PCM16
+    for i in range(240):  # 4 minutes: 7.7 MB
+        part_write(session, start=i * 32_000, data=second, storage=storage)
+    index = parts_scan(session, storage=storage)
+    tracemalloc.start()
+    try:
+        key, sha256 = wav_write(session, index=index, sample_rate=16000, storage=storage)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024
+    with storage.open(key, "rb") as fh:
+        wav = fh.read()
+    assert len(wav) == 44 + 240 * 32_000 and wav[44 : 44 + 32_000] == second
+    import hashlib
+
+    assert hashlib.sha256(wav).hexdigest() == sha256
