@@ -92,6 +92,17 @@ bench: export BENCH_REDIS_URL ?= redis://127.0.0.1:6379/7
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench --write-docs $(BENCH_ARGS)
 
+# The soak benchmark of issue 16 (docs/benchmarks.md, "Soak"; 60 min by
+# default): 300 producers with sessions ending and starting, viewers on a
+# share, on one production launcher; RSS, Python heap growth (tracemalloc),
+# fds, PostgreSQL connections and Redis keys every 30 s, and a plot
+# (docs/soak-rss.png). Options: SOAK_ARGS="--minutes 10 --producers 100".
+.PHONY: soak
+soak: export BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/voiceai_soak
+soak: export BENCH_REDIS_URL ?= redis://127.0.0.1:6379/8
+soak: $(BENCH_STAMP)
+	$(BIN)/python -m bench.soak --write-docs $(SOAK_ARGS)
+
 # The relay's mechanism comparison (docs/relay.md, ~1.5 min; publisher on
 # core 0, subscriber on core 1): channels-redis core and pub/sub layers vs
 # the session relay, batched and unbatched. Options: RELAY_BENCH_ARGS.

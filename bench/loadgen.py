@@ -40,6 +40,14 @@ Modes (``"mode"`` in SPEC):
   streaming, between ``PHASE measure_start`` and ``PHASE measure_end`` (the
   orchestrator turns the server's CPU delta into CPU per connect), then
   close.
+- ``soak`` (``bench.soak``): ``producers`` slots for ``minutes``; each slot
+  creates its session over REST (``POST /api/v1/sessions/`` and stream
+  tokens, as a clinic's client does), streams, ends it with
+  ``CloseStream`` and starts the next one; a share of slots keeps one
+  session for the whole run and a share of sessions has a viewer. Nothing
+  is kept per frame beyond the replies still awaited, so memory stays flat
+  for hours; every ``interval`` seconds one ``SAMPLE {json}`` line gives
+  that window's latency, live sessions and cumulative counts.
 """
 
 from __future__ import annotations
@@ -364,6 +372,10 @@ async def _connect_all(streams: list[Stream], spec: dict[str, Any], totals: Tota
 
 async def run(spec: dict[str, Any], emit=print) -> dict[str, Any]:
     mode = spec.get("mode", "steady")
+    if mode == "soak":
+        from bench.soak_load import run_soak
+
+        return await run_soak(spec, emit)
     if mode == "storm":
         return await run_storm(spec, emit)
     if mode == "connect_only":

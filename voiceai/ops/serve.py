@@ -12,6 +12,12 @@ uvicorn installs its own handlers for SIGTERM/SIGINT while it serves, so a
 handler set by the app would be replaced; wrapping ``Server.handle_exit``
 is the hook that survives. Logging is left to Django's LOGGING (JSON lines):
 ``log_config=None`` keeps uvicorn from installing its plain-text handlers.
+
+HEAP_SNAPSHOT_DIR (unset in production; ``make soak`` sets it) makes SIGUSR1
+write a tracemalloc snapshot of the process into that directory, the first
+signal also starting the tracing (HEAP_SNAPSHOT_FRAMES frames per allocation,
+default 1). Unset, nothing is traced and SIGUSR1 keeps its default action:
+tracing costs CPU on every allocation.
 """
 
 from __future__ import annotations
@@ -85,6 +91,31 @@ def build(host: str, port: int, *, drain_seconds: float | None = None) -> Draini
     return DrainingServer(config, drain_seconds=settings.DRAIN_SECONDS if drain_seconds is None else drain_seconds)
 
 
+def install_heap_snapshots(directory: str, frames: int = 1) -> None:
+    """SIGUSR1 -> ``<directory>/heap-<pid>-<n>.pickle`` (a tracemalloc
+    snapshot; the first signal starts tracing, so snapshots hold what was
+    allocated since then and is still alive: the growth). The file appears
+    under a temporary name first, so a reader never sees half of it."""
+    import gc
+    import tracemalloc
+
+    taken = [0]
+
+    def snapshot(_sig: int, _frame: FrameType | None) -> None:
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(frames)
+        # What is still reachable, not garbage waiting for the next full
+        # collection: growth that a collection would free is no leak.
+        gc.collect()
+        taken[0] += 1
+        path = os.path.join(directory, f"heap-{os.getpid()}-{taken[0]}.pickle")
+        tracemalloc.take_snapshot().dump(path + ".tmp")
+        os.replace(path + ".tmp", path)
+
+    os.makedirs(directory, exist_ok=True)
+    signal.signal(signal.SIGUSR1, snapshot)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m voiceai.ops.serve", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))  # noqa: S104 - a container's listener
@@ -99,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     # become log records too, so every line on stdout/stderr is JSON.
     django.setup(set_prefix=False)
     logging.captureWarnings(True)
+    if os.environ.get("HEAP_SNAPSHOT_DIR"):
+        install_heap_snapshots(os.environ["HEAP_SNAPSHOT_DIR"], int(os.environ.get("HEAP_SNAPSHOT_FRAMES", "1")))
     build(args.host, args.port).run()
 
 
