@@ -12,6 +12,8 @@ uvicorn installs its own handlers for SIGTERM/SIGINT while it serves, so a
 handler set by the app would be replaced; wrapping ``Server.handle_exit``
 is the hook that survives. Logging is left to Django's LOGGING (JSON lines):
 ``log_config=None`` keeps uvicorn from installing its plain-text handlers.
+The C allocator is set up for a process that runs for days first
+(``voiceai.ops.malloc``: two malloc arenas, free pages trimmed every minute).
 
 HEAP_SNAPSHOT_DIR (unset in production; ``make soak`` sets it) makes SIGUSR1
 write a tracemalloc snapshot of the process into that directory, the first
@@ -121,6 +123,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))  # noqa: S104 - a container's listener
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     args = parser.parse_args(argv)
+    from voiceai.ops import malloc
+
+    # Before any worker thread exists: arenas are given to threads as they start.
+    malloc.configure_for_long_running_server()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceai.settings")
     import logging
 
