@@ -545,7 +545,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--settle", type=float, default=SETTLE_SECONDS, help="seconds after the load before the last sample"
     )
-    parser.add_argument("--no-tracemalloc", dest="tracemalloc", action="store_false")
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="trace the server's Python heap (growth by line); costs server CPU on every allocation, "
+        "so the latency of such a run is not production's",
+    )
     parser.add_argument(
         "--heap-frames", type=int, default=1, help="frames per traced allocation (more: who called; costs CPU)"
     )

@@ -97,7 +97,7 @@ def test_it_soaks_the_launcher_with_sessions_ending_and_starting(transactional_d
         [
             *("--producers", "4", "--minutes", "0.25", "--interval", "3", "--session-minutes", "0.03,0.06"),
             *("--viewer-share", "0.5", "--long-share", "0.25", "--baseline-minute", "0.1", "--settle", "1"),
-            *("--ramp", "1"),
+            *("--ramp", "1", "--tracemalloc"),
         ]
     )
     result = soak.run_soak(args, lambda msg: None, ctx)
