@@ -115,7 +115,7 @@ def test_it_soaks_the_launcher_with_sessions_ending_and_starting(transactional_d
     assert all(s["fds"] > 0 and s["rss_mb"] > 0 and "keys" in s["redis"] for s in result["samples"])
     assert set(result["heap"]["traced_mb"]) == {"start", "baseline", "end", "after"}
     assert result["heap"]["growth_baseline_to_end"]
-    assert {"rss_ok", "p99_ok", "fds_ok", "pg_ok", "redis_ok"} <= set(result["verdict"])
+    assert {"rss_ok", "p99_ok", "fds_ok", "pg_ok", "redis_connections_ok", "redis_ok"} <= set(result["verdict"])
 
     result.update(
         {
