@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Max
 from django.utils import timezone
@@ -26,6 +25,7 @@ from clinics.models import Clinic, Language
 from clinics.principals import IssuedToken, stream_token_issue
 from sessions import audio_store, storage_keys
 from sessions.audio import pcm_ms
+from sessions.engine_support import clinic_engine, clinic_engine_languages
 from sessions.events import session_ended
 from sessions.live import producer_attached
 from sessions.models import OPEN_STATUSES, ConsultationSession, SessionStatus, TranscriptSegment
@@ -69,7 +69,7 @@ def _audit(principal: Principal, action: str, session_id: Any, **details: Any) -
 
 
 def _engine_for(principal: Principal) -> str:
-    return principal.clinic.transcription_engine or settings.TRANSCRIPTION_ENGINE
+    return clinic_engine(principal.clinic)
 
 
 def quota_ensure_available(*, clinic: Clinic, usage_max_age: float = 0.0) -> None:
@@ -118,6 +118,20 @@ def quota_ensure_room(*, clinic: Clinic, audio_bytes: int, audio_ms: int) -> Non
         )
 
 
+def language_ensure_supported(*, clinic: Clinic, language: str) -> None:
+    """Refuse (400 ``language_not_supported``) a language the clinic's speech
+    engine can't transcribe, before any audio: the offline engine knows
+    English only, Japanese needs the aws engine."""
+    supported = clinic_engine_languages(clinic)
+    if language not in supported:
+        raise InvalidInput(
+            f"The clinic's speech engine ({clinic_engine(clinic)}) does not transcribe {language}. "
+            "An administrator must switch the clinic to an engine that does (aws for Japanese).",
+            code="language_not_supported",
+            details={"language": language, "engine": clinic_engine(clinic), "supported_languages": supported},
+        )
+
+
 @transaction.atomic
 def session_create(
     *,
@@ -141,6 +155,7 @@ def session_create(
         errors["external_ref"] = f"Must be a string of at most {EXTERNAL_REF_MAX} characters."
     if errors:
         raise InvalidInput("The session has invalid fields.", details=errors)
+    language_ensure_supported(clinic=principal.clinic, language=language)
     quota_ensure_available(clinic=principal.clinic)
     session = ConsultationSession.objects.create(
         clinic=principal.clinic,

@@ -23,3 +23,7 @@ class TranscriptionConfig(AppConfig):
         producer_check_register(lambda **kw: live_state.producer_attached(**kw))
         session_ended.connect(relay_session_ended, dispatch_uid="transcription.relay_session_ended")
         streams_count_register(lambda **kw: live_state.streams_in_use_now(**kw))
+        from sessions.engine_support import engine_languages_register
+        from transcription.engines import engine_languages
+
+        engine_languages_register(engine_languages)

@@ -183,7 +183,9 @@ class EngineFeed:
         try:
             return await self.opener(self.host, config)
         except EngineError as exc:
-            raise StreamError(Close.INTERNAL, exc.code, engine_message(exc), retryable=exc.retryable) from None
+            raise StreamError(
+                Close.INTERNAL, exc.code, engine_message(exc), retryable=exc.retryable, ends_session=not exc.retryable
+            ) from None
 
     async def pump(self) -> None:
         """Read engine events until the engine ends; restart it after a
@@ -203,7 +205,15 @@ class EngineFeed:
                     log.warning("engine_failed", session_id=str(self.host.session.pk), code=exc.code)
                     # Retryable only if a reconnect could help: a non-retryable
                     # engine error (bad language, bad request) would repeat.
-                    self.on_failure(StreamError(Close.INTERNAL, exc.code, engine_message(exc), retryable=exc.retryable))
+                    self.on_failure(
+                        StreamError(
+                            Close.INTERNAL,
+                            exc.code,
+                            engine_message(exc),
+                            retryable=exc.retryable,
+                            ends_session=not exc.retryable,
+                        )
+                    )
                     return
                 self.restarts += 1
                 await self.on_restart(exc)

@@ -42,7 +42,7 @@ from django.db import DatabaseError
 from clinics.access import access_session
 from sessions.events import SESSION_ENDED
 from sessions.models import OPEN_STATUSES
-from sessions.services import session_seal, stream_stop
+from sessions.services import session_fail, session_seal, stream_stop
 from transcription import stream_metrics
 from transcription.audio_ledger import AudioLedger
 from transcription.connect import ProducerConnect
@@ -204,12 +204,14 @@ class ProducerStream:
                     clinic_id, control_log(session_id), {"type": "stream.takeover", "owner": self.owner}
                 )
             await self.feed.open_replaying(connected.parts)
-        except BaseException:
+        except BaseException as exc:
             if self._control is not None:
                 await self._control.aclose()
             await self.live.release(
                 clinic_id=clinic_id, session_id=session_id, owner=self.owner, durable_bytes=self.ledger.durable
             )
+            if isinstance(exc, StreamError) and exc.ends_session:
+                await self._fail_session(exc)
             raise
         self.state = StreamState.STREAMING
         STATS.streams_active += 1
@@ -513,6 +515,18 @@ class ProducerStream:
         if not taken_over:
             await self.feed.drain(seconds=3.0, pump=self._pump_task)
         await self._abort(error.code, flush=not taken_over, error=error)
+        if error.ends_session:
+            await self._fail_session(error)
+
+    async def _fail_session(self, error: StreamError) -> None:
+        """The engine refused for good: the session ends as failed (its
+        stored audio and finals kept), so nothing is left live."""
+        try:
+            await db_async(session_fail)(principal=self.principal, session_id=self.session.pk, reason=error.code)
+        except Exception:
+            log.exception("session_fail_failed", session_id=str(self.session.pk))
+        else:
+            self._publish({"type": SESSION_ENDED})
 
     async def finish(self, *, reason: str) -> None:
         """CloseStream or the session ended: flush everything, seal the

@@ -28,12 +28,18 @@ MAX_TEXT_BYTES = 4096
 class StreamError(Exception):
     """Ends a connection: an Error message with ``code``, then ``close_code``."""
 
-    def __init__(self, close_code: int, code: str, message: str, *, retryable: bool = False) -> None:
+    def __init__(
+        self, close_code: int, code: str, message: str, *, retryable: bool = False, ends_session: bool = False
+    ) -> None:
         super().__init__(message)
         self.close_code = close_code
         self.code = code
         self.message = message
         self.retryable = retryable
+        # The engine refused the session for good (e.g. a language it can't
+        # do): reconnecting would repeat it, so the session is failed and
+        # its slot released instead of being left live.
+        self.ends_session = ends_session
 
     @classmethod
     def from_domain(cls, exc: DomainError) -> StreamError:

@@ -260,7 +260,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- realtime pipeline -------------------------------------------------------
 TRANSCRIPTION_ENGINE = env_choice("TRANSCRIPTION_ENGINE", "local", {"local", "fake", "aws"})
-FAKE_ENGINE_MODE = env_choice("FAKE_ENGINE_MODE", "script", {"script", "echo"})
+FAKE_ENGINE_MODE = env_choice("FAKE_ENGINE_MODE", "script", {"script", "echo", "refuse"})
 FAKE_ENGINE_DELAY_MS = env_int("FAKE_ENGINE_DELAY_MS", 0, minimum=0)
 # Echo mode ends a segment with a final every this many ms of audio (0: never).
 FAKE_ENGINE_ECHO_FINAL_MS = env_int("FAKE_ENGINE_ECHO_FINAL_MS", 0, minimum=0)

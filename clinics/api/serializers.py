@@ -43,6 +43,12 @@ class ClinicSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     role = serializers.CharField(help_text="Your role in this clinic.")
     quota = QuotaUsageSerializer()
+    engine = serializers.CharField(help_text="The clinic's speech engine (local, aws, fake).")
+    engine_languages = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Spoken languages the clinic's engine transcribes; sessions in others are refused "
+        "(400 language_not_supported). The offline engine (local) does en-US only.",
+    )
 
 
 class ClinicPatchSerializer(serializers.Serializer):
@@ -59,6 +65,8 @@ class ClinicPatchSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField(read_only=True)
     role = serializers.CharField(read_only=True)
     quota = QuotaUsageSerializer(read_only=True)
+    engine = serializers.CharField(read_only=True)
+    engine_languages = serializers.ListField(child=serializers.CharField(), read_only=True)
 
 
 class MemberSerializer(serializers.ModelSerializer):

@@ -36,6 +36,7 @@ from clinics.services import (
     membership_remove,
     membership_update,
 )
+from sessions.engine_support import clinic_engine, clinic_engine_languages
 from sessions.selectors import quota_with_usage
 
 MEMBER_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="Membership id.")
@@ -53,7 +54,12 @@ class ClinicView(ClinicScopedAPIView):
     def _body(self) -> dict[str, Any]:
         clinic = self.principal.clinic
         instance = {name: getattr(clinic, name) for name in CLINIC_FIELDS}
-        instance.update(role=self.principal.role, quota=quota_with_usage(clinic=clinic))
+        instance.update(
+            role=self.principal.role,
+            quota=quota_with_usage(clinic=clinic),
+            engine=clinic_engine(clinic),
+            engine_languages=clinic_engine_languages(clinic),
+        )
         return ClinicSerializer(instance).data
 
     @extend_schema(operation_id="clinic_retrieve", responses={200: ClinicSerializer, **ERRORS})

@@ -63,6 +63,14 @@ def js_catalog() -> dict[str, str]:
         "err_resume_gap": _("The server could not continue this recording. Start a new one."),
         "err_network": _("The server cannot be reached. Check the network."),
         "err_suspended": _("This clinic is suspended. Contact the platform operator."),
+        "err_language": _(
+            "This clinic's speech engine cannot transcribe the chosen language (the offline engine recognises "
+            "English only). Choose English, or ask a clinic administrator to switch the clinic to the AWS engine."
+        ),
+        "err_engine_refused": _(
+            "The transcription service refused this recording, so it was ended. The audio stored so far is kept; "
+            "start a new recording."
+        ),
         "err_generic": _("Something went wrong."),
         "err_generic_detail": _("Something went wrong: {detail}"),
     }

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_http_methods
 from clinics.access import access_session, memberships_of, principal_for_user
 from clinics.api.base import SESSION_CLINIC_KEY
 from clinics.models import Language
+from sessions.engine_support import clinic_engine, clinic_engine_languages
 from sessions.models import OPEN_STATUSES, SessionStatus
 from sessions.selectors import quota_with_usage, session_list
 from sessions.services import StorageUnavailable, session_erase, transcript_read
@@ -57,11 +58,24 @@ def _base_context(request: HttpRequest, **extra: object) -> dict[str, object]:
 @console_view()
 def record(request: HttpRequest) -> HttpResponse:
     principal = console_principal(request)
-    languages = [(code, LANGUAGE_LABELS.get(code, label)) for code, label in Language.choices]
+    supported = clinic_engine_languages(principal.clinic)
+    languages = [
+        {"code": code, "label": LANGUAGE_LABELS.get(code, label), "supported": code in supported}
+        for code, label in Language.choices
+    ]
+    default = principal.clinic.default_language
+    if default not in supported and supported:
+        default = supported[0]
     return render(
         request,
         "console/record.html",
-        _base_context(request, spoken_languages=languages, default_language=principal.clinic.default_language),
+        _base_context(
+            request,
+            spoken_languages=languages,
+            default_language=default,
+            unsupported_languages=[lang["label"] for lang in languages if not lang["supported"]],
+            engine=clinic_engine(principal.clinic),
+        ),
     )
 
 

@@ -22,6 +22,9 @@ const ERROR_KEYS = {
   resume_gap: "err_resume_gap",
   network: "err_network",
   clinic_suspended: "err_suspended",
+  language_not_supported: "err_language",
+  unsupported_language: "err_language",
+  engine_refused: "err_engine_refused",
 };
 
 export function errorText(code, detail) {

@@ -32,8 +32,13 @@ function setState(state, detail) {
   stateEl.dataset.state = state;
   stateEl.textContent = stateText(state);
   if (state === "failed" && detail) showAlert(errorText(detail.code, detail.detail));
-  // Ended by the server (elsewhere, or an error): release the microphone.
-  if ((state === "failed" || state === "closed") && capture && !stopping) teardown();
+  // Ended by the server (elsewhere, or an error): release the microphone
+  // and give the page back; a failed recording's session is ended too, so
+  // nothing stays live holding one of the clinic's slots.
+  if ((state === "failed" || state === "closed") && !stopping) {
+    if (state === "failed" && session) api.endSession(session.id).catch(() => {});
+    teardown();
+  }
 }
 
 function showAlert(text) {

@@ -288,7 +288,11 @@ export class StreamClient {
     // A full quota on the first connect is an answer; on a reconnect it is
     // usually our own slot, still held by the dropped connection's lease.
     const quotaRefusal = event.code === 4429 && this.reconnects === 0;
-    if (FATAL_CLOSE_CODES.has(event.code) || FATAL_ERROR_CODES.has(errorCode) || quotaRefusal) {
+    // An internal close whose Error says retrying cannot help: the engine
+    // refused the session for good (e.g. a language it can't do) and the
+    // server has failed it; reconnecting would only loop.
+    const refused = event.code === 1011 && this.lastError && this.lastError.retryable === false;
+    if (FATAL_CLOSE_CODES.has(event.code) || FATAL_ERROR_CODES.has(errorCode) || quotaRefusal || refused) {
       const code = errorCode || `close_${event.code}`;
       return this.fail(new StreamError(code, this.lastError ? this.lastError.message : event.reason));
     }

@@ -19,13 +19,22 @@ _ENGINES: dict[str, str] = {
 def get_engine(name: str | None = None) -> Engine:
     """The process-wide engine instance for ``name`` (default: the
     TRANSCRIPTION_ENGINE setting). Unknown names raise EngineError."""
+    return engine_class(name)()
+
+
+def engine_class(name: str | None = None) -> type[Engine]:
+    """The class behind ``name`` (its declared capabilities), not instantiated."""
     name = name or settings.TRANSCRIPTION_ENGINE
     target = _ENGINES.get(name)
     if target is None:
         raise EngineError(f"unknown engine {name!r}", code="unknown_engine", retryable=False)
     module_name, _, class_name = target.partition(":")
-    engine_class = getattr(importlib.import_module(module_name), class_name)
-    return engine_class()
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def engine_languages(name: str | None = None) -> frozenset[str] | None:
+    """What ``name`` (default: TRANSCRIPTION_ENGINE) transcribes; None: any."""
+    return engine_class(name).languages
 
 
 def engine_names() -> list[str]:

@@ -232,6 +232,7 @@ class AwsTranscribeEngine(Engine):
     endpoint, trust store and credential chain apply."""
 
     name = "aws"
+    languages = frozenset({"ja-JP", "en-US"})
     # Upstream streams count against ENGINE_STREAMS_PER_REGION (the pipeline
     # opens them through transcription.engine_quota).
     uses_engine_quota = True

@@ -106,6 +106,10 @@ class Engine(abc.ABC):
     # queue for a slot through ``engine_quota`` and run behind the resilient
     # wrapper. False: ``open_stream`` is called directly.
     uses_engine_quota: bool = False
+    # The spoken languages (BCP-47, as ``Language``) the engine transcribes;
+    # None: any. Declared on the class so the console and session creation
+    # can say what a clinic's engine can do before anything is recorded.
+    languages: frozenset[str] | None = None
 
     @abc.abstractmethod
     async def open_stream(self, config: StreamConfig) -> EngineStream:

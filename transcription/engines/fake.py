@@ -21,6 +21,12 @@ the crowd benchmark counts these finals at every viewer (exactly once, in
 order). Boundaries lie on the session clock, so a resumed stream fed the
 same chunks ends its segments where a continuous one would. 0 (default):
 partials only.
+
+``refuse`` mode (FAKE_ENGINE_MODE=refuse): like ``script`` until
+REFUSE_AFTER_MS of session audio, then the stream fails for good
+(``EngineError`` ``engine_refused``, not retryable), as an engine that
+refuses a session mid-way does: the browser tests check that the console
+and the session end cleanly.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from django.conf import settings
 from transcription.engines.base import (
     END_OF_EVENTS,
     Engine,
+    EngineError,
     EngineStream,
     StreamConfig,
     TranscriptEvent,
@@ -42,6 +49,7 @@ from transcription.engines.base import (
 
 SEGMENT_MS = 2000
 PARTIAL_EVERY_MS = 500
+REFUSE_AFTER_MS = 3000
 _WORDS = [
     "patient",
     "reports",
@@ -106,6 +114,12 @@ class FakeEngineStream(EngineStream):
             self._echo()
             return
         now = self._now_ms()
+        if self._mode == "refuse" and now >= REFUSE_AFTER_MS:
+            self._ended = True
+            self._out.put_nowait(
+                EngineError("the fake engine refuses this stream", code="engine_refused", retryable=False)
+            )
+            return
         # Segment boundaries lie on multiples of SEGMENT_MS of session time.
         while now >= self._boundary():
             end = self._boundary()

@@ -387,6 +387,7 @@ def _event_from_row(row: tuple) -> TranscriptEvent:
 
 class LocalEngine(Engine):
     name = "local"
+    languages = frozenset({"en-US"})
 
     def __init__(self, *, pool: DecoderPool | None = None) -> None:
         self._pool = pool

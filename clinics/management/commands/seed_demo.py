@@ -106,4 +106,12 @@ class Command(BaseCommand):
                 f"and is not stored (revoke it in /admin/ and run seed_demo again for a new one)"
             )
         lines.append(f"  Try:          curl -H 'Authorization: Api-Key <key>' {base}/api/v1/sessions/")
+        engine = clinic.transcription_engine or settings.TRANSCRIPTION_ENGINE
+        if engine == "local":
+            lines.append(
+                "  Speech:       the offline engine (pocketsphinx) recognises ENGLISH ONLY; Japanese needs the aws "
+                "engine (TRANSCRIPTION_ENGINE=aws, or the clinic's engine in /admin/)"
+            )
+        else:
+            lines.append(f"  Speech:       engine {engine!r}")
         self.stdout.write("\n".join(lines))
