@@ -112,7 +112,8 @@ async function start(event) {
       transcript: (msg) => view.apply(msg),
       warning: (msg) => showNotice(notices, warningText(msg), "warning"),
       queued: (msg) => showNotice(notices, queuedText(msg), "info"),
-      error: (msg) => showNotice(notices, errorText(msg.code, msg.message), msg.retryable ? "warning" : "error"),
+      // A non-retryable error ends the recording: the alert says it once.
+      error: (msg) => msg.retryable && showNotice(notices, errorText(msg.code, msg.message), "warning"),
     },
   });
   window.__voiceaiRecorder = { client, session };
