@@ -53,7 +53,7 @@ class ClinicForm(forms.ModelForm):
         model = Clinic
         fields = (
             "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "kms_key_id",
-            "transcription_engine", "custom_vocabulary_name", "priority",
+            "transcription_engine", "custom_vocabulary_name", "priority", "producer_grace_minutes",
         )  # fmt: skip
 
 
@@ -80,7 +80,8 @@ class ClinicAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
             return ["name", "slug", "default_language"]
         return [
             "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "kms_key_id",
-            "transcription_engine", "custom_vocabulary_name", "priority", "quota_summary", "created_at",
+            "transcription_engine", "custom_vocabulary_name", "priority", "producer_grace_minutes", "quota_summary",
+            "created_at",
         ]  # fmt: skip
 
     def get_readonly_fields(self, request: HttpRequest, obj: Clinic | None = None) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ import zoneinfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 
@@ -49,6 +50,12 @@ class Clinic(models.Model):
     custom_vocabulary_name = models.CharField(max_length=200, blank=True)
     priority = models.PositiveSmallIntegerField(
         default=0, help_text="Higher goes first when engine streams are queued."
+    )
+    producer_grace_minutes = models.PositiveSmallIntegerField(
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(720)],
+        help_text="A recording whose browser or client disconnects and does not resume within this many minutes "
+        "is ended and its audio sealed by the server, freeing its slot (1-720).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

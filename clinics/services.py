@@ -46,6 +46,7 @@ CLINIC_UPDATABLE_FIELDS = frozenset(
         "transcription_engine",
         "priority",
         "custom_vocabulary_name",
+        "producer_grace_minutes",
     }
 )
 QUOTA_FIELDS = frozenset({"max_concurrent_sessions", "max_session_seconds", "audio_minutes_per_month", "storage_bytes"})
@@ -105,6 +106,10 @@ def _validate_clinic_fields(fields: dict[str, Any]) -> None:
             value = fields[int_field]
             if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > 32767 * 1000:
                 errors[int_field] = "Must be a non-negative integer."
+    if "producer_grace_minutes" in fields:
+        value = fields["producer_grace_minutes"]
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 720:
+            errors["producer_grace_minutes"] = "Must be an integer from 1 to 720 (minutes)."
     for str_field, limit in (("kms_key_id", 256), ("custom_vocabulary_name", 200)):
         if str_field in fields and not (isinstance(fields[str_field], str) and len(fields[str_field]) <= limit):
             errors[str_field] = f"Must be a string of at most {limit} characters."

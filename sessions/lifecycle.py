@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from django.conf import settings
 from django.db.models import Max, Q
 from django.utils import timezone
 
@@ -101,12 +100,12 @@ def _last_stream_activity(*, principal: Principal, sessions: list[ConsultationSe
     return {row["object_id"]: row["last"] for row in rows}
 
 
-def sessions_abandoned(*, principal: Principal, now: datetime, idle_hours: float) -> list[ConsultationSession]:
+def sessions_abandoned(*, principal: Principal, now: datetime, idle_minutes: float) -> list[ConsultationSession]:
     """Streamed sessions still ``live`` with no stream start or stop for
-    ``idle_hours`` (nor a start, for sessions never connected since). Whether
-    a producer still holds the lease is the caller's check (live store).
-    Batch sessions are live while their job runs and have no stream."""
-    cutoff = now - timedelta(hours=idle_hours)
+    ``idle_minutes`` (nor a start, for sessions never connected since).
+    Whether a producer still holds the lease is the caller's check (live
+    store). Batch sessions are live while their job runs and have no stream."""
+    cutoff = now - timedelta(minutes=idle_minutes)
     candidates = list(
         sessions_visible_to(principal)
         .filter(status=SessionStatus.LIVE)
@@ -125,22 +124,29 @@ def sessions_abandoned(*, principal: Principal, now: datetime, idle_hours: float
     return abandoned
 
 
-def sessions_reap_abandoned(*, now: datetime | None = None, idle_hours: float | None = None) -> ReapReport:
-    """End every live session whose client never came back, so retention
-    (which skips live sessions) can reach its audio later.
+def sessions_reap_abandoned(*, now: datetime | None = None, idle_minutes: float | None = None) -> ReapReport:
+    """End every live session whose producer disconnected and did not come
+    back within its clinic's grace (``Clinic.producer_grace_minutes``), so
+    the clinic's concurrent slot is free and the audio is sealed (and
+    retention, which skips live sessions, can reach it later).
 
-    ``idle_hours`` defaults to ABANDONED_SESSION_HOURS (read per call, so a
-    changed setting applies without a restart of the scheduler). A session
-    whose producer holds its lease is streaming, however long ago it
-    started, and is left alone; so is one whose lease can't be checked
-    (Redis down): "unknown" must never read as "nobody". Ending goes through
-    ``session_end``, which seals the audio from its parts after commit."""
+    Everything it decides on is shared state, not a timer in the process
+    that served the stream: the last ``stream.start``/``stream.stop`` audit
+    row (PostgreSQL) and the producer lease (Redis). So any process may run
+    it, a restarted one included (``transcription/reaper.py`` runs it every
+    minute in each server process under a cluster-wide lock; cron can run
+    ``purge_expired_sessions`` too). A session whose producer holds its
+    lease is streaming, however long ago it started, and is left alone; so
+    is one whose lease can't be checked (Redis down): "unknown" must never
+    read as "nobody". Ending goes through ``session_end``, which seals the
+    audio from its parts after commit. ``idle_minutes`` overrides every
+    clinic's grace (tests)."""
     now = now or timezone.now()
-    hours = settings.ABANDONED_SESSION_HOURS if idle_hours is None else idle_hours
     report = ReapReport()
     for clinic in Clinic.objects.order_by("slug"):
         principal = system_principal(clinic, label="abandoned")
-        for session in sessions_abandoned(principal=principal, now=now, idle_hours=hours):
+        grace = clinic.producer_grace_minutes if idle_minutes is None else idle_minutes
+        for session in sessions_abandoned(principal=principal, now=now, idle_minutes=grace):
             try:
                 if producer_attached(clinic_id=clinic.pk, session_id=session.pk):
                     continue
@@ -154,7 +160,8 @@ def sessions_reap_abandoned(*, now: datetime | None = None, idle_hours: float | 
                     session_id=str(session.pk),
                     error=type(exc).__name__,
                 )
-    log.info("abandoned_reap_done", ended=report.ended, failed=len(report.failed))
+    if report.ended or report.failed:  # it runs every minute: quiet when there is nothing to say
+        log.info("abandoned_reap_done", ended=report.ended, failed=len(report.failed))
     return report
 
 

@@ -137,6 +137,9 @@ def base_env(media_root: str | os.PathLike, **overrides: str) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         # Without DEBUG, /metrics exists only with a token (tests.ops.streaming.scrape sends it).
         "METRICS_TOKEN": METRICS_TOKEN,
+        # Test servers share the test's database: no background reaping
+        # unless a test asks for it.
+        "ABANDONED_SESSION_CHECK_SECONDS": "0",
     }
     redis_url = os.environ.get("REDIS_URL")
     if redis_url:

@@ -11,6 +11,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from transcription.reaper import start_reaper  # noqa: E402
 from transcription.routing import WebSocketOriginGuard, install_token_redaction, websocket_urlpatterns  # noqa: E402
 from voiceai.body_limits import RequestBodyLimit  # noqa: E402
 from voiceai.ops.cloudwatch import start_publisher as start_cloudwatch_publisher  # noqa: E402
@@ -32,6 +33,10 @@ application = ProtocolTypeRouter(
 # On AWS: scaling and alarm metrics to CloudWatch once a minute (no-op
 # unless CLOUDWATCH_METRICS_NAMESPACE is set).
 start_cloudwatch_publisher()
+
+# Recordings disconnected for longer than their clinic's grace are ended and
+# sealed by whichever process's turn it is (transcription/reaper.py).
+start_reaper()
 
 # The start-up heap (~75k objects after django.setup()) would otherwise be
 # rescanned by every full collection, a ~45 ms stall for every stream

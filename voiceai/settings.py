@@ -269,9 +269,9 @@ STREAM_TOKEN_TTL_SECONDS = env_int("STREAM_TOKEN_TTL_SECONDS", 60, minimum=1)
 STREAM_IDLE_TIMEOUT_SECONDS = env_float("STREAM_IDLE_TIMEOUT_SECONDS", 15.0)
 AUDIO_FLUSH_SECONDS = env_float("AUDIO_FLUSH_SECONDS", 1.0)
 SESSION_LEASE_SECONDS = env_int("SESSION_LEASE_SECONDS", 15, minimum=2)
-# A live session with no producer and no stream activity for this long is
-# ended and sealed by purge_expired_sessions (sessions.lifecycle), so retention can reach it.
-ABANDONED_SESSION_HOURS = env_int("ABANDONED_SESSION_HOURS", 12, minimum=1)
+# How often each server process looks for recordings disconnected longer
+# than their clinic's grace (transcription/reaper.py); 0: never (cron only).
+ABANDONED_SESSION_CHECK_SECONDS = env_float("ABANDONED_SESSION_CHECK_SECONDS", 60.0)
 WS_ALLOWED_ORIGINS = env_list("WS_ALLOWED_ORIGINS")
 
 # --- AWS Transcribe ----------------------------------------------------------

@@ -26,7 +26,10 @@ class QuotaUsageSerializer(serializers.Serializer):
     storage_bytes = LimitSerializer()
 
 
-CLINIC_FIELDS = ("id", "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "created_at")
+CLINIC_FIELDS = (
+    "id", "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "producer_grace_minutes",
+    "created_at",
+)  # fmt: skip
 
 
 class ClinicSerializer(serializers.Serializer):
@@ -40,6 +43,9 @@ class ClinicSerializer(serializers.Serializer):
     time_zone = serializers.CharField(help_text="IANA zone the console shows times in.")
     is_active = serializers.BooleanField()
     retention_days = serializers.IntegerField()
+    producer_grace_minutes = serializers.IntegerField(
+        help_text="Minutes a disconnected recording may take to resume before the server ends and seals it."
+    )
     created_at = serializers.DateTimeField()
     role = serializers.CharField(help_text="Your role in this clinic.")
     quota = QuotaUsageSerializer()
@@ -52,12 +58,14 @@ class ClinicSerializer(serializers.Serializer):
 
 
 class ClinicPatchSerializer(serializers.Serializer):
-    """Clinic admins may rename the clinic and change its default language;
-    everything else shown by GET is read-only for them."""
+    """Clinic admins may rename the clinic and change its default language,
+    time zone and the grace a disconnected recording gets; everything else
+    shown by GET is read-only for them."""
 
     name = StrictCharField(required=False, max_length=200, min_length=1)
     default_language = StrictChoiceField(choices=Language.choices, required=False)
     time_zone = StrictCharField(required=False, max_length=64, min_length=1)
+    producer_grace_minutes = serializers.IntegerField(required=False, min_value=1, max_value=720)
     id = serializers.UUIDField(read_only=True)
     slug = serializers.CharField(read_only=True)
     is_active = serializers.BooleanField(read_only=True)

@@ -40,7 +40,7 @@ def _stream_event(session, action: str) -> None:
     )
 
 
-def test_it_ends_and_seals_a_session_abandoned_for_the_idle_hours(
+def test_it_ends_and_seals_a_session_abandoned_for_longer_than_the_clinics_grace(
     tmp_media, clinic_a, clinic_b, django_capture_on_commit_callbacks
 ):
     abandoned = _live(clinic_a)
@@ -62,14 +62,21 @@ def test_it_ends_and_seals_a_session_abandoned_for_the_idle_hours(
     assert batch.status == SessionStatus.LIVE
 
 
-def test_it_leaves_a_session_with_recent_stream_activity(tmp_media, clinic_a, settings):
-    settings.ABANDONED_SESSION_HOURS = 12
+def test_it_leaves_a_session_whose_producer_left_within_the_clinics_grace(tmp_media, clinic_a, clinic_b):
+    clinic_a.producer_grace_minutes = 10
+    clinic_a.save()
     session = _live(clinic_a, hours_ago=30)
     _stream_event(session, AuditAction.STREAM_STOP)  # the client was here just now
+    other = _live(clinic_b, hours_ago=30)  # clinic B's grace (default 10 min) is its own
+    _stream_event(other, AuditAction.STREAM_STOP)
 
-    assert sessions_reap_abandoned(now=timezone.now() + timedelta(hours=11)).ended == 0
-    settings.ABANDONED_SESSION_HOURS = 10  # read per run
-    assert sessions_reap_abandoned(now=timezone.now() + timedelta(hours=11)).ended == 1
+    assert sessions_reap_abandoned(now=timezone.now() + timedelta(minutes=9)).ended == 0
+    clinic_a.producer_grace_minutes = 5  # read per run
+    clinic_a.save()
+    assert sessions_reap_abandoned(now=timezone.now() + timedelta(minutes=9)).ended == 1
+    session.refresh_from_db()
+    other.refresh_from_db()
+    assert (session.status, other.status) == (SessionStatus.ENDED, SessionStatus.LIVE)
 
 
 async def _lease(action: str, **kwargs) -> object:
