@@ -12,6 +12,8 @@ from django.utils import timezone
 from clinics.access import Principal, segments_visible_to, sessions_visible_to, system_principal
 from clinics.models import Clinic
 from clinics.selectors import clinic_quota
+from sessions import audio_store
+from sessions.audio import pcm_ms
 from sessions.live import streams_in_use
 from sessions.models import ConsultationSession, TranscriptSegment
 from voiceai.logging import get_logger
@@ -125,3 +127,11 @@ def quota_with_usage(*, clinic: Clinic) -> dict[str, dict[str, Any]]:
         },
         "storage_bytes": {"limit": quota.storage_bytes, "used": usage["storage_bytes"]},
     }
+
+
+def audio_stored_ms(*, session: ConsultationSession) -> int:
+    """How much of the session's audio is stored: its sealed length, or for a
+    live session the acknowledged parts so far (one storage listing)."""
+    if session.storage_key or session.audio_bytes:
+        return session.audio_duration_ms or 0
+    return pcm_ms(audio_store.parts_scan(session).durable_bytes, session.sample_rate)

@@ -71,6 +71,11 @@ def js_catalog() -> dict[str, str]:
             "The transcription service refused this recording, so it was ended. The audio stored so far is kept; "
             "start a new recording."
         ),
+        "leave_confirm": _(
+            "A recording is running. If you leave this page it pauses: the audio so far is kept, and you can "
+            "resume it from the consultation's page within {minutes} minutes; after that it is ended and saved. "
+            "Leave this page?"
+        ),
         "err_generic": _("Something went wrong."),
         "err_generic_detail": _("Something went wrong: {detail}"),
     }

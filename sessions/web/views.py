@@ -19,7 +19,7 @@ from clinics.api.base import SESSION_CLINIC_KEY
 from clinics.models import Language
 from sessions.engine_support import clinic_engine, clinic_engine_languages
 from sessions.models import OPEN_STATUSES, SessionStatus
-from sessions.selectors import quota_with_usage, session_list
+from sessions.selectors import audio_stored_ms, quota_with_usage, session_list
 from sessions.services import StorageUnavailable, session_erase, transcript_read
 from sessions.web.forms import ClinicPickForm, SessionFilterForm
 from sessions.web.i18n import LANGUAGE_LABELS, js_catalog
@@ -66,6 +66,14 @@ def record(request: HttpRequest) -> HttpResponse:
     default = principal.clinic.default_language
     if default not in supported and supported:
         default = supported[0]
+    # "Resume recording" from a live consultation's page: continue that
+    # session (its stored audio and finals first), not a new one.
+    resume = None
+    if request.GET.get("resume"):
+        resume = access_session(principal, request.GET["resume"])
+        if resume.status not in OPEN_STATUSES or resume.source == "batch":
+            messages.info(request, _("That consultation has ended; it cannot be resumed."))
+            return redirect("console:session_detail", session_id=resume.pk)
     return render(
         request,
         "console/record.html",
@@ -75,6 +83,8 @@ def record(request: HttpRequest) -> HttpResponse:
             default_language=default,
             unsupported_languages=[lang["label"] for lang in languages if not lang["supported"]],
             engine=clinic_engine(principal.clinic),
+            resume=resume,
+            grace_minutes=principal.clinic.producer_grace_minutes,
         ),
     )
 
@@ -114,6 +124,7 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
     principal = console_principal(request)
     session = access_session(principal, session_id)
     segments = transcript_read(principal=principal, session=session, fmt="console")
+    is_open = session.status in OPEN_STATUSES
     return render(
         request,
         "console/session_detail.html",
@@ -121,10 +132,13 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
             request,
             session=session,
             segments=_lines(segments),
-            duration=clock(session.audio_duration_ms),
+            # A live consultation shows what is stored so far, not 00:00.
+            duration=clock(audio_stored_ms(session=session)),
             formats=TRANSCRIPT_FORMATS,
             has_audio=bool(session.audio_bytes or session.storage_key),
-            is_open=session.status in OPEN_STATUSES,
+            is_open=is_open,
+            can_resume=is_open and session.source != "batch",
+            grace_minutes=principal.clinic.producer_grace_minutes,
         ),
     )
 

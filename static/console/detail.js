@@ -1,5 +1,8 @@
-// Session page: copy the transcript to the clipboard.
+// Session page: copy the transcript to the clipboard; end a consultation
+// that is still open (its recording was interrupted).
+import { api } from "./api.js";
 import { t } from "./i18n.js";
+import { errorText } from "./notices.js";
 import { copyText } from "./transcript-view.js";
 
 const button = document.getElementById("copy-transcript");
@@ -11,5 +14,22 @@ if (button) {
     }
     const ok = await copyText(lines.join("\n"));
     document.getElementById("copy-status").textContent = ok ? t("copied") : t("copy_failed");
+  });
+}
+
+const end = document.getElementById("end-consultation");
+if (end) {
+  end.addEventListener("click", async () => {
+    end.disabled = true;
+    const failure = document.getElementById("end-error");
+    try {
+      // Ends and seals it (server side), also when no recording is attached.
+      await api.endSession(end.dataset.sessionId);
+      window.location.reload();
+    } catch (err) {
+      failure.textContent = errorText(err.code, err.message);
+      failure.hidden = false;
+      end.disabled = false;
+    }
   });
 }

@@ -9,6 +9,7 @@ import { StreamClient } from "./stream-client.js";
 import { TranscriptView, copyText, formatMs } from "./transcript-view.js";
 
 const BYTES_PER_MS = 32; // 16 kHz, 16-bit mono
+const ZERO_ID = "00000000-0000-0000-0000-000000000000"; // placeholder in the URL templates
 
 const $ = (id) => document.getElementById(id);
 const form = $("record-form");
@@ -63,8 +64,9 @@ function setRecording(recording) {
 function showLinks(id) {
   const viewer = $("viewer-link");
   const detail = $("session-link");
-  viewer.href = links.dataset.liveTemplate.replace("00000000-0000-0000-0000-000000000000", id);
-  detail.href = links.dataset.detailTemplate.replace("00000000-0000-0000-0000-000000000000", id);
+  viewer.href = links.dataset.liveTemplate.replace(ZERO_ID, id);
+  detail.href = links.dataset.detailTemplate.replace(ZERO_ID, id);
+  $("viewer-line").hidden = false;
   links.hidden = false;
 }
 
@@ -88,11 +90,20 @@ async function start(event) {
     showAlert(errorText(err instanceof MicrophoneUnavailable ? err.message : "no_device"));
     return;
   }
+  const resumeId = form.dataset.resumeId;
+  let token = null;
   try {
-    session = await api.createSession({
-      external_ref: $("external-ref").value.trim(),
-      language: $("language").value,
-    });
+    if (resumeId) {
+      // Continue a consultation left earlier: its stored audio and finals stay.
+      session = { id: resumeId, stream_url: form.dataset.resumeStream };
+      token = (await api.streamToken(resumeId)).stream_token;
+    } else {
+      session = await api.createSession({
+        external_ref: $("external-ref").value.trim(),
+        language: $("language").value,
+      });
+      token = session.stream_token;
+    }
   } catch (err) {
     await capture.stop();
     capture = null;
@@ -104,9 +115,10 @@ async function start(event) {
   const sessionId = session.id;
   client = new StreamClient({
     url: session.stream_url,
-    token: session.stream_token,
+    token,
     freshToken: async () => (await api.streamToken(sessionId)).stream_token,
     keepCopy: Boolean(window.__voiceaiKeepCopy),
+    resuming: Boolean(resumeId),
     on: {
       state: setState,
       transcript: (msg) => view.apply(msg),
@@ -133,6 +145,33 @@ function warnUnload(event) {
     event.returnValue = "";
   }
 }
+
+// Leaving the page mid-recording pauses the consultation (the server keeps
+// it resumable for the clinic's grace period, then ends and seals it): same-
+// tab links and the header's forms ask first, in the page's own words.
+function recording() {
+  return Boolean(client && !client.done);
+}
+
+function confirmLeave(event) {
+  if (!recording()) return;
+  if (!window.confirm(t("leave_confirm", { minutes: form.dataset.graceMinutes }))) {
+    event.preventDefault();
+    return;
+  }
+  window.removeEventListener("beforeunload", warnUnload);
+}
+
+document.addEventListener("click", (event) => {
+  const link = event.target.closest && event.target.closest("a[href]");
+  if (!link || link.target === "_blank" || link.hasAttribute("download") || link.getAttribute("href").startsWith("#")) {
+    return;
+  }
+  confirmLeave(event);
+});
+document.addEventListener("submit", (event) => {
+  if (event.target !== form) confirmLeave(event);
+});
 
 async function releaseMicrophone() {
   const running = capture;
@@ -161,6 +200,11 @@ async function stop() {
       // Already ended by CloseStream: nothing to do.
     }
     showNotice(notices, t("saved_note"), "info");
+    // Ready for the next patient: no reference or live view of this one.
+    $("external-ref").value = "";
+    $("viewer-line").hidden = true;
+    // A resumed consultation is done: show its page (the form is for new ones).
+    if (form.dataset.resumeId) window.location.assign(links.dataset.detailTemplate.replace(ZERO_ID, session.id));
   } catch {
     // The state line and alert already say what went wrong.
   } finally {

@@ -51,7 +51,11 @@ export class StreamClient {
   // url: the stream_url from the API; token: the first stream token;
   // freshToken(): resolves to a new token (POST .../stream-token/);
   // on: {state, transcript, ack, warning, queued, error, metadata} callbacks.
-  constructor({ url, token, freshToken, on, keepCopy = false }) {
+  // resuming: continue a consultation recorded earlier (another page, a
+  // closed tab): the first connection takes over and asks for every stored
+  // final, and the server's Begin says where its audio ends, from where
+  // this client's byte offsets then count.
+  constructor({ url, token, freshToken, on, keepCopy = false, resuming = false }) {
     this.url = url;
     this.nextToken = token;
     this.freshToken = freshToken;
@@ -79,6 +83,8 @@ export class StreamClient {
     });
     this.finished.catch(() => {}); // callers that never await it
     this.timer = null;
+    this.resuming = resuming;
+    this.rebase = resuming;
   }
 
   start() {
@@ -108,7 +114,7 @@ export class StreamClient {
     // A reconnect replaces our own earlier connection, which the server may
     // still hold (a dead process keeps its claim until the lease expires).
     const resume = { takeover: "1", finals_received: String(this.finalIds.size) };
-    const ws = new WebSocket(socketUrl(this.url, token, this.reconnects > 0 ? resume : {}));
+    const ws = new WebSocket(socketUrl(this.url, token, this.reconnects > 0 || this.resuming ? resume : {}));
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     this.ready = false;
@@ -228,6 +234,13 @@ export class StreamClient {
 
   onBegin(msg) {
     const resumeFrom = Number(msg.resume_from_byte || 0);
+    if (this.rebase) {
+      // What this page captured so far follows the stored audio.
+      this.rebase = false;
+      for (const frame of this.frames) frame.start += resumeFrom;
+      this.produced += resumeFrom;
+      this.durable = resumeFrom;
+    }
     this.onAck(resumeFrom);
     const first = this.frames[0];
     const oldestHeld = first ? first.start : this.produced;

@@ -117,7 +117,11 @@ def test_it_records_a_consultation_resumes_after_a_server_drop_and_stores_every_
 
     # The viewer saw the end; the consultation page shows the transcript.
     expect(viewer.locator("#connection-state")).to_have_attribute("data-state", "ended", timeout=15_000)
-    page.get_by_role("link", name="Open this consultation's page").click()
+    # It opens in a new tab (a recording would go on in this one).
+    with page.context.expect_page() as opened:
+        page.get_by_role("link", name="Open this consultation's page").click()
+    page = opened.value
+    page.console_errors = []
     expect(page.locator("#transcript li.final")).to_have_count(len(stored_ids))
     expect(page.locator("audio")).to_have_attribute("src", f"/api/v1/sessions/{session_id}/audio/")
     # The player streams the stored WAV with the signed-in session.

@@ -61,3 +61,127 @@ def test_it_gives_the_page_back_and_ends_the_session_when_the_engine_refuses_mid
     reconnects = page.evaluate("() => window.__voiceaiRecorder.client.reconnects")
     page.wait_for_timeout(2000)
     assert page.evaluate("() => window.__voiceaiRecorder.client.reconnects") == reconnects == 0
+
+
+def _leave_for_the_list(page, *, accept: bool) -> str:
+    """Click the header's Consultations link mid-recording; answer the
+    page's own question. Returns the question."""
+    asked = []
+
+    def answer(dialog):
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", answer)
+    page.get_by_role("navigation").get_by_role("link", name="Consultations").click()
+    if accept:
+        page.wait_for_url("**/sessions/")
+    else:
+        page.wait_for_timeout(300)
+    assert asked, "no question before leaving a live recording"
+    return asked[0]
+
+
+def test_it_never_strands_a_consultation_when_the_clinician_leaves_the_record_page(
+    console_server, page_factory, clinic_a, clinician_a
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from clinics.models import AuditEvent
+    from transcription import live_state
+
+    server = console_server(ABANDONED_SESSION_CHECK_SECONDS="1")
+    page = page_factory(cookies=[session_cookie_for(clinician_a, server)])
+    page.goto(server.url + "/")
+    page.get_by_label("External reference (optional)").fill("chart-15")
+    page.get_by_role("button", name="Start recording").click()
+    state = page.locator("#connection-state")
+    expect(state).to_have_attribute("data-state", "live", timeout=20_000)
+    page.wait_for_function("() => window.__voiceaiRecorder.client.durable > 96000", timeout=20_000)
+    session_id = page.evaluate("() => window.__voiceaiRecorder.session.id")
+
+    # The consultation's page opens in a new tab; the recording goes on here.
+    with page.context.expect_page() as opened:
+        page.get_by_role("link", name="Open this consultation's page").click()
+    detail = opened.value
+    expect(detail.locator("h1")).to_contain_text("chart-15")
+    expect(detail.locator("#audio-so-far")).to_be_visible()
+    assert "00:00" not in detail.locator("#audio-so-far").inner_text()
+    detail.close()
+    expect(state).to_have_attribute("data-state", "live")
+
+    # A same-tab link asks first, in the page's own words; "no" keeps recording.
+    question = _leave_for_the_list(page, accept=False)
+    assert "recording is running" in question and "10 minutes" in question
+    expect(state).to_have_attribute("data-state", "live")
+    _leave_for_the_list(page, accept=True)
+
+    # The consultation's page shows what is stored and offers resume / end.
+    page.goto(f"{server.url}/sessions/{session_id}/")
+    expect(page.locator("#open-consultation")).to_be_visible()
+    so_far = page.locator("#audio-so-far").inner_text()
+    assert "00:00" not in so_far, so_far
+    stored_finals = page.locator("#transcript li.final").count()
+    assert stored_finals >= 1
+    expect(page.locator("#provisional-hint")).to_have_count(0)
+    screenshot(page, "detail-open-consultation")
+    assert_accessible(page, "the page of an interrupted consultation")
+
+    # Resume: the stored audio and finals stay, new audio is added after them.
+    page.get_by_role("link", name="Resume recording").click()
+    expect(page.locator("#resume-note")).to_be_visible()
+    page.get_by_role("button", name="Resume recording").click()
+    expect(state).to_have_attribute("data-state", "live", timeout=20_000)
+    expect(page.locator("#transcript li.final")).to_have_count(stored_finals, timeout=10_000)
+    resumed_at = page.evaluate("() => window.__voiceaiRecorder.client.durable")
+    assert resumed_at > 96000
+    page.wait_for_function(f"() => window.__voiceaiRecorder.client.durable > {resumed_at + 32000}", timeout=20_000)
+    screenshot(page, "record-resumed")
+    _leave_for_the_list(page, accept=True)
+    session = ConsultationSession.objects.get(pk=session_id)
+    assert session.status == "live"
+
+    # Nobody comes back. The server restarts meanwhile; the grace (here one
+    # minute, the clinic's setting) runs out: a new process ends and seals it.
+    port = server.port
+    server.kill()
+    clinic_a.producer_grace_minutes = 1
+    clinic_a.save()
+    server = console_server(port=port, ABANDONED_SESSION_CHECK_SECONDS="1")
+    two_minutes_ago = timezone.now() - timedelta(minutes=2)
+    ConsultationSession.objects.filter(pk=session_id).update(started_at=two_minutes_ago)
+    AuditEvent.objects.filter(object_id=session_id, action__in=["stream.start", "stream.stop"]).update(
+        created_at=two_minutes_ago
+    )
+    for _ in range(40):
+        session.refresh_from_db()
+        if session.status == "ended" and session.audio_sha256:
+            break
+        page.wait_for_timeout(500)
+    assert session.status == "ended", server.output()
+    assert session.audio_sha256 and session.audio_bytes > resumed_at
+    assert live_state.streams_in_use_now(clinic_id=clinic_a.pk) == 0
+    page.goto(f"{server.url}/sessions/{session_id}/")
+    expect(page.locator("#open-consultation")).to_have_count(0)
+    expect(page.locator("audio")).to_be_visible()
+
+
+def test_it_lets_the_clinician_end_an_interrupted_consultation_from_its_page(console_server, page_factory, clinician_a):
+    server = console_server()
+    page = page_factory(cookies=[session_cookie_for(clinician_a, server)])
+    page.goto(server.url + "/")
+    page.get_by_role("button", name="Start recording").click()
+    state = page.locator("#connection-state")
+    expect(state).to_have_attribute("data-state", "live", timeout=20_000)
+    page.wait_for_function("() => window.__voiceaiRecorder.client.durable > 64000", timeout=20_000)
+    session_id = page.evaluate("() => window.__voiceaiRecorder.session.id")
+    _leave_for_the_list(page, accept=True)
+    page.goto(f"{server.url}/sessions/{session_id}/")
+    page.get_by_role("button", name="End consultation").click()
+    expect(page.locator("#open-consultation")).to_have_count(0, timeout=10_000)
+    expect(page.locator("audio")).to_be_visible()
+    session = ConsultationSession.objects.get(pk=session_id)
+    assert session.status == "ended" and session.audio_bytes >= 64000
+    assert page.console_errors == []
