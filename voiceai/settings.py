@@ -300,6 +300,10 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's default config gives "django" a plain console handler of
+        # its own when DEBUG is on; with the root's JSON handler every line
+        # (each request under `make run`) came out twice. One format: JSON.
+        "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
         "django.request": {"level": "ERROR"},
         "daphne": {"level": "WARNING"},
         "uvicorn.access": {"level": "WARNING"},
