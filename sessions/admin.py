@@ -11,15 +11,18 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from clinics import access
 from clinics.access import Principal
 from clinics.admin_scoping import TenantScopedAdminMixin, actor_for, administered_clinic_ids, is_platform_staff
 from clinics.audit import AuditAction, audit_record
 from clinics.models import Role
-from sessions import services
+from sessions import services, storage_keys
 from sessions.models import OPEN_STATUSES, ConsultationSession, TranscriptSegment
+from sessions.storage import storage_iter_range, storage_size
 from voiceai.errors import DomainError
 
 
@@ -72,7 +75,7 @@ class ConsultationSessionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
     clinic_admin_permissions = frozenset({"view", "delete"})
     staff_permissions = frozenset({"view", "delete"})
-    list_display = ("id", "clinic", "status", "language", "engine", "external_ref", "created_at", "audio_duration_ms")
+    list_display = ("short_id", "clinic", "status", "language", "engine", "external_ref", "created_at", "length")
     search_fields = ("=id", "=external_ref")
     date_hierarchy = "created_at"
     inlines = (TranscriptSegmentInline,)
@@ -80,9 +83,59 @@ class ConsultationSessionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     fields = (
         "id", "clinic", "status", "failure_reason", "language", "engine", "sample_rate", "source", "progress",
         "external_ref", "created_by", "created_by_api_key", "created_at", "started_at", "ended_at",
-        "audio_duration_ms", "audio_bytes", "storage_key", "audio_sha256",
+        "audio_player", "audio_duration_ms", "audio_bytes", "storage_key", "audio_sha256",
     )  # fmt: skip
     readonly_fields = fields
+
+    def get_list_display(self, request: HttpRequest) -> tuple[str, ...]:
+        # At 1280 px beside the admin's sidebar every column must fit: a
+        # clinic admin of one clinic needs no clinic column, nobody the
+        # full UUID (the change page has it).
+        if is_platform_staff(request.user) or len(administered_clinic_ids(request)) > 1:
+            return self.list_display
+        return tuple(name for name in self.list_display if name != "clinic")
+
+    @admin.display(description="ID", ordering="id")
+    def short_id(self, obj: ConsultationSession) -> str:
+        return str(obj.pk)[:8]
+
+    @admin.display(description="Length", ordering="audio_duration_ms")
+    def length(self, obj: ConsultationSession) -> str:
+        seconds = (obj.audio_duration_ms or 0) // 1000
+        return f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+    @admin.display(description="Audio")
+    def audio_player(self, obj: ConsultationSession) -> str:
+        if not obj.storage_key:
+            return "No sealed audio yet (the consultation is still open)." if obj.status in OPEN_STATUSES else "—"
+        url = reverse("admin:consultations_consultationsession_audio", args=[obj.pk])
+        return format_html('<audio controls preload="none" src="{}" style="width: min(100%, 32rem)"></audio>', url)
+
+    def get_urls(self) -> list:
+        audio = path(
+            "<uuid:object_id>/audio/",
+            self.admin_site.admin_view(self.audio_view),
+            name="consultations_consultationsession_audio",
+        )
+        return [audio, *super().get_urls()]
+
+    def audio_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The sealed WAV for the player, scoped like the change page (another
+        clinic's id answers 404) and audited as an audio read."""
+        session = self.get_object(request, str(object_id))
+        if session is None or not self.has_view_permission(request, session):
+            raise Http404
+        key = storage_keys.audio_wav_key(session)
+        size = storage_size(key)
+        if size is None:
+            raise Http404
+        services.audio_read_audit(
+            principal=_session_principal(request, session), session=session, start=0, end=size - 1, size=size
+        )
+        response = StreamingHttpResponse(storage_iter_range(key, start=0, length=size), content_type="audio/wav")
+        response["Content-Length"] = str(size)
+        response["Cache-Control"] = "private, no-store"
+        return response
 
     def scope_queryset(self, principal: Principal) -> QuerySet:
         return access.sessions_visible_to(principal)

@@ -167,7 +167,10 @@ class SessionTranscriptView(ClinicScopedAPIView):
         session = access_session(self.principal, id)
         segments = transcript_read(principal=self.principal, session=session, fmt=fmt)
         if fmt == "json":
-            return Response(formats.transcript_document(segments, session_id=session.pk, language=session.language))
+            response = Response(formats.transcript_document(segments, session_id=session.pk, language=session.language))
+            # Saved as <session id>.json like the other formats, not "download.json".
+            response["Content-Disposition"] = f'inline; filename="{session.pk}.json"'
+            return response
         text = formats.transcript_render(segments, fmt=fmt, session_id=session.pk, language=session.language)
         response = HttpResponse(text, content_type=formats.CONTENT_TYPES[fmt])
         response["Content-Disposition"] = f'inline; filename="{session.pk}.{fmt}"'

@@ -67,16 +67,18 @@ def console_view(*, admin: bool = False) -> Callable[[View], View]:
                 return render(request, "console/suspended.html", {"memberships": memberships}, status=403)
             request.console_principal = principal  # type: ignore[attr-defined]
             request.console_memberships = memberships  # type: ignore[attr-defined]
+            # The 403 and 404 pages keep the console's header and navigation.
+            chrome = {"principal": principal, "clinic": principal.clinic, "memberships": memberships}
             if admin and not principal.is_admin:
-                raise PermissionDenied
+                return render(request, "403.html", chrome, status=403)
             # Clinicians read times in their clinic's zone, not the server's.
             timezone.activate(ZoneInfo(principal.clinic.time_zone))
             try:
                 return view(request, *args, **kwargs)
-            except NotFound:
-                raise Http404 from None
-            except Forbidden:
-                raise PermissionDenied from None
+            except (NotFound, Http404):
+                return render(request, "404.html", chrome, status=404)
+            except (Forbidden, PermissionDenied):
+                return render(request, "403.html", chrome, status=403)
             finally:
                 timezone.deactivate()
 

@@ -334,3 +334,11 @@ def test_it_answers_416_to_a_range_past_the_end(client_a, session_a, audio_a):
 def test_it_answers_audio_not_available_without_a_recording(client_a, session_a, tmp_media):
     response = client_a.get(f"/api/v1/sessions/{session_a.id}/audio/")
     assert response.status_code == 404 and error_code(response) == "audio_not_available"
+
+
+@pytest.mark.parametrize("fmt", ["json", "txt", "vtt", "srt"])
+def test_it_names_every_transcript_download_after_the_session(client_a, session_a, segments_a, fmt):
+    suffix = "" if fmt == "json" else f"?format={fmt}"
+    response = client_a.get(f"/api/v1/sessions/{session_a.id}/transcript/{suffix}")
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == f'inline; filename="{session_a.id}.{fmt}"'
