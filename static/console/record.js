@@ -56,6 +56,9 @@ function setLevel(rms) {
 }
 
 function setRecording(recording) {
+  // On a phone the form folds away while recording (console.css), so Stop
+  // and the transcript share the screen.
+  document.body.classList.toggle("recording", recording);
   startButton.disabled = recording;
   stopButton.disabled = !recording;
   for (const el of form.querySelectorAll("input, select")) el.disabled = recording;

@@ -129,8 +129,21 @@ def page_factory(browser, request) -> Iterator:
     are kept on ``page.console_errors`` for assertion messages."""
     contexts = []
 
-    def make(*, locale: str = "en-US", cookies: list[dict] | None = None, init_script: str | None = None):
-        context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 900})
+    def make(
+        *,
+        locale: str = "en-US",
+        cookies: list[dict] | None = None,
+        init_script: str | None = None,
+        viewport: dict | None = None,
+    ):
+        phone = viewport is not None and viewport["width"] < 600
+        context = browser.new_context(
+            locale=locale,
+            viewport=viewport or {"width": 1280, "height": 900},
+            is_mobile=phone,
+            has_touch=phone,
+            device_scale_factor=2 if phone else 1,
+        )
         if cookies:
             context.add_cookies(cookies)
         if init_script:

@@ -185,3 +185,89 @@ def test_it_lets_the_clinician_end_an_interrupted_consultation_from_its_page(con
     session = ConsultationSession.objects.get(pk=session_id)
     assert session.status == "ended" and session.audio_bytes >= 64000
     assert page.console_errors == []
+
+
+PHONE = {"width": 390, "height": 844}
+TABLET = {"width": 820, "height": 1180}
+
+
+def _fits_the_width(page) -> None:
+    # Against the device's width: a phone browser widens its layout viewport
+    # to content that overflows, so innerWidth would hide it.
+    overflow = page.evaluate("() => document.documentElement.scrollWidth") - page.viewport_size["width"]
+    assert overflow <= 0, f"{page.url} is {overflow}px wider than the screen"
+
+
+def _one_line(locator) -> None:
+    """The element's text sits on one line (no 英/語 wrapping per character)."""
+    for handle in locator.element_handles():
+        lines = handle.evaluate(
+            """el => { const r = document.createRange(); r.selectNodeContents(el);
+              return new Set([...r.getClientRects()].filter(b => b.width > 0).map(b => Math.round(b.top))).size; }"""
+        )
+        assert lines <= 1, f"{handle.inner_text()!r} wraps over {lines} lines"
+
+
+def _in_view(page, locator) -> bool:
+    box = locator.bounding_box()
+    height = page.viewport_size["height"]
+    return box is not None and box["y"] >= 0 and box["y"] + min(box["height"], 40) <= height
+
+
+@pytest.mark.parametrize(("device", "viewport"), [("phone", PHONE), ("tablet", TABLET)])
+@pytest.mark.parametrize("locale", ["en-US", "ja-JP"])
+def test_it_works_one_handed_on_a_phone_and_a_tablet(
+    console_server, page_factory, clinic_a, admin_a, device, viewport, locale
+):
+    server = console_server()
+    # A few consultations for the list, one ended with a transcript.
+    for i in range(3):
+        ConsultationSession.objects.create(
+            clinic=clinic_a, language="ja-JP" if i % 2 else "en-US", engine="fake", status="ended",
+            external_ref=f"chart-{i}", audio_duration_ms=65_000,
+        )  # fmt: skip
+    page = page_factory(locale=locale, cookies=[session_cookie_for(admin_a, server)], viewport=viewport)
+    tag = f"{device}-{locale}"
+
+    # Record: while recording, Stop and the transcript are on screen together.
+    page.goto(server.url + "/")
+    _fits_the_width(page)
+    page.locator("#start").click()
+    state = page.locator("#connection-state")
+    expect(state).to_have_attribute("data-state", "live", timeout=20_000)
+    first_line = page.locator("#transcript li").first
+    expect(first_line).to_be_visible(timeout=20_000)
+    assert _in_view(page, page.locator("#stop")), "Stop is off screen while recording"
+    assert _in_view(page, first_line), "the transcript is off screen while recording"
+    _fits_the_width(page)
+    screenshot(page, f"{tag}-record-live")
+    # The reconnect notice leaves the status dot round.
+    page.evaluate(
+        "() => { const s = document.querySelector('#connection-state');"
+        " s.dataset.state = 'reconnecting';"
+        " s.textContent = JSON.parse(document.getElementById('console-i18n').textContent).state_reconnecting; }"
+    )
+    dot = page.evaluate(
+        "() => { const d = getComputedStyle(document.querySelector('#connection-state'), '::before');"
+        " return [d.width, d.height]; }"
+    )
+    assert dot[0] == dot[1], dot
+    screenshot(page, f"{tag}-record-reconnecting-notice")
+    page.locator("#stop").click()
+    expect(page.locator("#start")).to_be_enabled(timeout=30_000)
+
+    # The list: no sideways scrolling, no word broken per character.
+    page.goto(server.url + "/sessions/")
+    _fits_the_width(page)
+    _one_line(page.locator(".badge"))
+    _one_line(page.locator("form.panel button, form.panel .button"))
+    screenshot(page, f"{tag}-list")
+    assert_accessible(page, f"the list on a {device}")
+
+    # The detail: the transcript comes before the red Delete.
+    page.locator("tbody a").first.click()
+    _fits_the_width(page)
+    transcript = page.locator("#transcript-heading").bounding_box()
+    delete = page.locator("#delete-heading").bounding_box()
+    assert delete["y"] > transcript["y"], "Delete sits above the transcript"
+    screenshot(page, f"{tag}-detail")
