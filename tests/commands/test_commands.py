@@ -142,3 +142,9 @@ def test_it_refuses_a_weak_password_or_an_unknown_clinic_and_creates_nothing(cli
     with pytest.raises(CommandError, match="No clinic"):
         _run("add_member", "--clinic", "nope", "--username", "dr-x", "--role", "clinician")
     assert not get_user_model().objects.filter(username__in=["dr-weak", "dr-x"]).exists()
+
+
+def test_it_says_in_the_banner_that_the_offline_engine_is_english_only(db, settings, tmp_path):
+    settings.TRANSCRIPTION_ENGINE = "local"
+    text = "\n".join(_run("seed_demo", "--force", "--key-file", str(tmp_path / "k")))
+    assert "ENGLISH ONLY" in text and "Japanese needs the aws engine" in text
