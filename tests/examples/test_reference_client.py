@@ -264,12 +264,29 @@ def local_server(transactional_db, _module_local_server):
     return _module_local_server
 
 
-def test_it_stops_with_the_servers_reason_when_retrying_cannot_help(local_server, api_key_a_clinician):
-    # The local engine is English-only: the server answers with a non-retryable Error.
+def test_it_stops_with_the_servers_reason_when_the_engine_cannot_do_the_language(local_server, api_key_a_clinician):
+    # The local engine is English-only: the session is refused before any audio.
     done = _run_client(HELLO, local_server.url, api_key_a_clinician, "--speed", "8", "--language", "ja-JP")
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "unsupported_language" in done.stderr
+    assert "language_not_supported" in done.stderr
     assert "resuming" not in done.stdout
+
+
+@pytest.fixture
+def refusing_server(transactional_db, tmp_path):
+    server = start_server(env=base_env(tmp_path / "media", TRANSCRIPTION_ENGINE="fake", FAKE_ENGINE_MODE="refuse"))
+    yield server
+    server.kill()
+
+
+def test_it_stops_with_the_servers_reason_when_retrying_cannot_help(refusing_server, api_key_a_clinician):
+    # The engine refuses mid-way for good: a non-retryable Error, no resume.
+    done = _run_client(CONSULT, refusing_server.url, api_key_a_clinician, "--speed", "8")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "engine_refused" in done.stderr
+    assert "resuming" not in done.stdout
+    session = ConsultationSession.objects.get(pk=_session_id(done.stdout))
+    assert (session.status, session.failure_reason) == ("failed", "engine_refused")
 
 
 def test_it_recognises_the_spoken_words_through_the_whole_pipeline(local_server, api_key_a_clinician):
