@@ -519,14 +519,21 @@ class ProducerStream:
             await self._fail_session(error)
 
     async def _fail_session(self, error: StreamError) -> None:
-        """The engine refused for good: the session ends as failed (its
-        stored audio and finals kept), so nothing is left live."""
+        """The engine refused for good: the session ends as failed, so
+        nothing is left live, and the audio stored so far is sealed into its
+        WAV (playable, counted in usage) with the finals it got."""
         try:
             await db_async(session_fail)(principal=self.principal, session_id=self.session.pk, reason=error.code)
         except Exception:
             log.exception("session_fail_failed", session_id=str(self.session.pk))
-        else:
-            self._publish({"type": SESSION_ENDED})
+            return
+        self._publish({"type": SESSION_ENDED})
+        try:
+            if self.ledger.durable > 0:
+                await db_async(session_seal)(principal=self.principal, session_id=self.session.pk)
+        except Exception:
+            # Failed stands; the audio stays in parts (erasure removes them).
+            log.exception("failed_session_seal_failed", session_id=str(self.session.pk))
 
     async def finish(self, *, reason: str) -> None:
         """CloseStream or the session ended: flush everything, seal the

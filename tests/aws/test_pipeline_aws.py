@@ -94,8 +94,9 @@ async def test_it_fails_the_session_on_a_non_retryable_error_and_keeps_its_audio
     assert code == 1011 and errors and errors[0]["code"] == "aws_bad_request"
     stored = await adb(ConsultationSession.objects.get)(pk=session.pk)
     assert stored.status == SessionStatus.FAILED and stored.failure_reason == "aws_bad_request"
-    _, files = await adb(default_storage.listdir)(f"{session.clinic_id}/{session.pk}/parts")
-    assert sum([await adb(default_storage.size)(f"{session.clinic_id}/{session.pk}/parts/{f}") for f in files]) == 32000
+    # The audio it got is kept, sealed into the session's WAV.
+    assert stored.audio_bytes == 32000 and stored.audio_sha256
+    assert await adb(default_storage.size)(stored.storage_key) == 44 + 32000
 
 
 async def test_it_queues_a_session_over_the_engine_quota_then_transcribes_it(

@@ -55,8 +55,15 @@ def test_it_gives_the_page_back_and_ends_the_session_when_the_engine_refuses_mid
     expect(page.get_by_role("button", name="停止")).to_be_disabled()
     expect(page.locator("#language")).to_be_enabled()
     screenshot(page, "record-engine-refused")
-    session = ConsultationSession.objects.get(pk=session_id)
+    # The server fails and seals the session right after closing the socket.
+    for _ in range(20):
+        session = ConsultationSession.objects.get(pk=session_id)
+        if session.audio_sha256:
+            break
+        page.wait_for_timeout(250)
     assert session.status == "failed" and session.failure_reason == "engine_refused"
+    # What was stored before the refusal is sealed and playable.
+    assert session.audio_sha256 and session.audio_bytes >= 96_000
     # No reconnect loop: the page stays failed and opens no new socket.
     reconnects = page.evaluate("() => window.__voiceaiRecorder.client.reconnects")
     page.wait_for_timeout(2000)

@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 import wave
 from pathlib import Path
 
@@ -285,7 +286,12 @@ def test_it_stops_with_the_servers_reason_when_retrying_cannot_help(refusing_ser
     assert done.returncode == 1, done.stdout + done.stderr
     assert "engine_refused" in done.stderr
     assert "resuming" not in done.stdout
-    session = ConsultationSession.objects.get(pk=_session_id(done.stdout))
+    session_id = _session_id(done.stdout)
+    for _ in range(40):  # failed right after the socket closed
+        session = ConsultationSession.objects.get(pk=session_id)
+        if session.status != "live":
+            break
+        time.sleep(0.25)
     assert (session.status, session.failure_reason) == ("failed", "engine_refused")
 
 
