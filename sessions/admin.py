@@ -13,6 +13,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.dateformat import format as date_format
 from django.utils.html import format_html
 
 from clinics import access
@@ -75,7 +77,7 @@ class ConsultationSessionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
     clinic_admin_permissions = frozenset({"view", "delete"})
     staff_permissions = frozenset({"view", "delete"})
-    list_display = ("short_id", "clinic", "status", "language", "engine", "external_ref", "created_at", "length")
+    list_display = ("short_id", "clinic", "status", "language", "external_ref", "started", "length")
     search_fields = ("=id", "=external_ref")
     date_hierarchy = "created_at"
     inlines = (TranscriptSegmentInline,)
@@ -98,6 +100,11 @@ class ConsultationSessionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     @admin.display(description="ID", ordering="id")
     def short_id(self, obj: ConsultationSession) -> str:
         return str(obj.pk)[:8]
+
+    @admin.display(description="Started", ordering="created_at")
+    def started(self, obj: ConsultationSession) -> str:
+        # Compact and in the reader's zone (the header names it).
+        return date_format(timezone.localtime(obj.created_at), "Y-m-d H:i")
 
     @admin.display(description="Length", ordering="audio_duration_ms")
     def length(self, obj: ConsultationSession) -> str:

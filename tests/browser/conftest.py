@@ -97,6 +97,21 @@ def static_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def collected_static_root(tmp_path_factory) -> Path:
+    """Every app's static files (the admin's too), as ``collectstatic`` lays
+    them out for production."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("collected-static")
+    env = {**os.environ, "DEBUG": "1", "STATIC_ROOT": str(root)}
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True
+    )
+    return root
+
+
 @pytest.fixture
 def console_server(transactional_db, server_factory, static_root):  # noqa: F811
     def start(*, port: int | None = None, **env: str) -> ServerProcess:
