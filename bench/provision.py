@@ -87,7 +87,8 @@ def sessions_with_tokens(bc: BenchClinic, n: int, *, viewer_tokens: bool) -> lis
 
     out = []
     for _ in range(n):
-        session = session_create(principal=bc.principal, sample_rate=16000, language="en-US")
+        # With the patient's consent, as a clinic that requires it records it.
+        session = session_create(principal=bc.principal, sample_rate=16000, language="en-US", consent_method="verbal")
         prod = stream_token_issue(principal=bc.principal, session=session).token
         view = stream_token_issue(principal=bc.principal, session=session).token if viewer_tokens else None
         out.append(BenchSession(id=str(session.pk), producer_token=prod, viewer_token=view))

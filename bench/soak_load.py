@@ -169,7 +169,9 @@ def create_session(port: int, api_key: str, *, viewer: bool) -> tuple[str, str, 
     """A new session (its answer carries the producer's stream token) and,
     for a viewer, one more token: tokens are single-use. Blocking: run it
     in a thread."""
-    status, body = _post(port, "/api/v1/sessions/", api_key, {"sample_rate": 16000, "language": "en-US"})
+    status, body = _post(
+        port, "/api/v1/sessions/", api_key, {"sample_rate": 16000, "language": "en-US", "consent_method": "verbal"}
+    )
     if status != 201:
         raise RuntimeError(f"create:{status}")
     sid, producer_token = str(body["id"]), body["stream_token"]

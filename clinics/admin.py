@@ -53,7 +53,7 @@ class ClinicForm(forms.ModelForm):
         model = Clinic
         fields = (
             "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "kms_key_id",
-            "transcription_engine", "custom_vocabulary_name", "priority", "producer_grace_minutes",
+            "transcription_engine", "custom_vocabulary_name", "priority", "producer_grace_minutes", "consent_required",
         )  # fmt: skip
 
 
@@ -65,7 +65,7 @@ class ClinicAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     form = ClinicForm
     clinic_admin_permissions = frozenset({"view"})
     staff_permissions = frozenset({"view", "add", "change"})  # no delete: suspend instead
-    list_display = ("name", "slug", "default_language", "is_active", "created_at")
+    list_display = ("name", "slug", "default_language", "is_active", "consent_required", "created_at")
     search_fields = ("name", "slug")
     actions = ("suspend_clinics", "reactivate_clinics")
 
@@ -80,7 +80,8 @@ class ClinicAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
             return ["name", "slug", "default_language"]
         return [
             "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "kms_key_id",
-            "transcription_engine", "custom_vocabulary_name", "priority", "producer_grace_minutes", "quota_summary",
+            "transcription_engine", "custom_vocabulary_name", "priority", "producer_grace_minutes", "consent_required",
+            "quota_summary",
             "created_at",
         ]  # fmt: skip
 

@@ -12,6 +12,8 @@ class AuditAction:
     SESSION_END = "session.end"
     SESSION_FAIL = "session.fail"
     SESSION_ERASE = "session.erase"
+    CONSENT_RECORD = "consent.record"
+    CONSENT_WITHDRAW = "consent.withdraw"
     STREAM_TOKEN_ISSUE = "stream_token.issue"
     STREAM_START = "stream.start"
     STREAM_STOP = "stream.stop"

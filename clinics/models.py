@@ -57,6 +57,10 @@ class Clinic(models.Model):
         help_text="A recording whose browser or client disconnects and does not resume within this many minutes "
         "is ended and its audio sealed by the server, freeing its slot (1-720).",
     )
+    consent_required = models.BooleanField(
+        default=True,
+        help_text="Record the patient's consent on a session before any of its audio is accepted.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -47,6 +47,7 @@ CLINIC_UPDATABLE_FIELDS = frozenset(
         "priority",
         "custom_vocabulary_name",
         "producer_grace_minutes",
+        "consent_required",
     }
 )
 QUOTA_FIELDS = frozenset({"max_concurrent_sessions", "max_session_seconds", "audio_minutes_per_month", "storage_bytes"})
@@ -101,6 +102,8 @@ def _validate_clinic_fields(fields: dict[str, Any]) -> None:
         errors["time_zone"] = "Must be an IANA time zone name, e.g. Asia/Tokyo."
     if "transcription_engine" in fields and fields["transcription_engine"] not in _ENGINES:
         errors["transcription_engine"] = "Must be local, fake, aws or empty."
+    if "consent_required" in fields and not isinstance(fields["consent_required"], bool):
+        errors["consent_required"] = "Must be true or false."
     for int_field in ("retention_days", "priority"):
         if int_field in fields:
             value = fields[int_field]

@@ -345,6 +345,7 @@ async def transcribe_file(
     speed: float = 1.0,
     external_ref: str = "",
     language: str | None = None,
+    consent: str | None = None,
     out: TextIO = sys.stdout,
 ) -> tuple[StreamResult, bool]:
     """Stream ``path`` as a new session; returns the result and whether the
@@ -356,6 +357,8 @@ async def transcribe_file(
         body["external_ref"] = external_ref
     if language:
         body["language"] = language
+    if consent:
+        body["consent_method"] = consent  # the clinic may require it before it takes audio (close 4428)
     session = await api.acall("POST", "/api/v1/sessions/", body)
     printer = Printer(out)
     printer.line(f"session {session['id']} ({len(pcm) * 1000 // (sample_rate * 2)} ms of audio at {sample_rate} Hz)")
@@ -390,6 +393,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=1.0, help="1 = real time (default), 4 = four times faster")
     parser.add_argument("--external-ref", default="", help="your opaque id for the consultation")
     parser.add_argument("--language", default=None, help="e.g. en-US or ja-JP (default: the clinic's)")
+    parser.add_argument(
+        "--consent",
+        choices=["verbal", "written"],
+        default=None,
+        help="record the patient's consent with the session (clinics that require it refuse audio without)",
+    )
     args = parser.parse_args(argv)
     if args.speed <= 0:
         parser.error("--speed must be positive")
@@ -402,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
                 speed=args.speed,
                 external_ref=args.external_ref,
                 language=args.language,
+                consent=args.consent,
             )
         )
     except (ClientError, OSError, wave.Error) as exc:

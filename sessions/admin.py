@@ -86,6 +86,7 @@ class ConsultationSessionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         "id", "clinic", "status", "failure_reason", "language", "engine", "sample_rate", "source", "progress",
         "external_ref", "created_by", "created_by_api_key", "created_at", "started_at", "ended_at",
         "audio_player", "audio_duration_ms", "audio_bytes", "storage_key", "audio_sha256",
+        "consent_method", "consent_recorded_at", "consent_recorded_by", "consent_note",
     )  # fmt: skip
     readonly_fields = fields
 
@@ -151,7 +152,7 @@ class ConsultationSessionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         return super().get_queryset(request).select_related("clinic")
 
     def get_list_filter(self, request: HttpRequest) -> tuple:
-        filters: tuple = ("status", "language", "engine")
+        filters: tuple = ("status", "language", "engine", "consent_method")
         if is_platform_staff(request.user) or len(administered_clinic_ids(request)) > 1:
             filters += (("clinic", admin.RelatedOnlyFieldListFilter),)
         return filters

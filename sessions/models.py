@@ -18,6 +18,11 @@ OPEN_STATUSES = frozenset({SessionStatus.CREATED, SessionStatus.LIVE})
 CLOSED_STATUSES = frozenset({SessionStatus.ENDED, SessionStatus.FAILED})
 
 
+class ConsentMethod(models.TextChoices):
+    VERBAL = "verbal", "Verbal"
+    WRITTEN = "written", "Written"
+
+
 class ConsultationSession(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="sessions")
@@ -42,6 +47,12 @@ class ConsultationSession(models.Model):
     audio_sha256 = models.CharField(max_length=64, blank=True)
     source = models.CharField(max_length=16, default="stream")  # stream | batch
     progress = models.PositiveSmallIntegerField(default=0, help_text="Batch progress, percent.")
+    # The patient's consent to the recording, on the session row itself: the
+    # producer's connect reads this row anyway, so the gate costs no query.
+    consent_method = models.CharField(max_length=16, choices=ConsentMethod.choices, blank=True)
+    consent_recorded_at = models.DateTimeField(null=True, blank=True)
+    consent_recorded_by = models.CharField(max_length=200, blank=True, help_text="Who recorded it (audit label).")
+    consent_note = models.CharField(max_length=500, blank=True)
 
     class Meta:
         indexes = [
@@ -53,6 +64,10 @@ class ConsultationSession(models.Model):
 
     def __str__(self) -> str:
         return f"Session {self.id}"
+
+    @property
+    def has_consent(self) -> bool:
+        return self.consent_recorded_at is not None
 
 
 class TranscriptSegment(models.Model):

@@ -1,5 +1,5 @@
 """Every write on a consultation session and its transcript segments:
-create, end, fail, erase, stream tokens, a producer's connect/flush/seal,
+create, consent (record, withdraw), end, fail, erase, stream tokens, a producer's connect/flush/seal,
 a viewer's start, batch uploads — and the audit row each one needs.
 
 Keyword-only, each in one transaction with an audit row; events for live
@@ -28,10 +28,10 @@ from sessions.audio import pcm_ms
 from sessions.engine_support import clinic_engine, clinic_engine_languages
 from sessions.events import session_ended
 from sessions.live import producer_attached
-from sessions.models import OPEN_STATUSES, ConsultationSession, SessionStatus, TranscriptSegment
+from sessions.models import OPEN_STATUSES, ConsentMethod, ConsultationSession, SessionStatus, TranscriptSegment
 from sessions.selectors import AUDIO_USAGE_MAX_AGE_SECONDS, clinic_audio_usage, transcript_finals
 from sessions.storage import storage_delete_prefix
-from voiceai.errors import Conflict, InvalidInput, NotFound, QuotaExceeded, Unavailable
+from voiceai.errors import Conflict, ConsentRequired, InvalidInput, NotFound, QuotaExceeded, Unavailable
 from voiceai.logging import get_logger
 
 log = get_logger(__name__)
@@ -39,6 +39,7 @@ log = get_logger(__name__)
 SAMPLE_RATE_MIN = 8000
 SAMPLE_RATE_MAX = 48000
 EXTERNAL_REF_MAX = 128
+CONSENT_NOTE_MAX = 500
 
 
 class LiveStateUnavailable(Unavailable):
@@ -132,6 +133,27 @@ def language_ensure_supported(*, clinic: Clinic, language: str) -> None:
         )
 
 
+def _consent_errors(method: object, note: object, *, required: bool) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    if method or required:
+        if method not in ConsentMethod.values:
+            errors["consent_method"] = f"Must be one of {', '.join(ConsentMethod.values)}."
+    elif note:
+        errors["consent_note"] = "A note needs a consent_method."
+    if not isinstance(note, str) or len(note) > CONSENT_NOTE_MAX:
+        errors["consent_note"] = f"Must be a string of at most {CONSENT_NOTE_MAX} characters."
+    return errors
+
+
+def _consent_apply(principal: Principal, session: ConsultationSession, *, method: str, note: str) -> list[str]:
+    """Sets the consent fields (the caller saves them and writes the audit row)."""
+    session.consent_method = method
+    session.consent_note = note.strip()
+    session.consent_recorded_at = timezone.now()
+    session.consent_recorded_by = principal.label
+    return ["consent_method", "consent_note", "consent_recorded_at", "consent_recorded_by"]
+
+
 @transaction.atomic
 def session_create(
     *,
@@ -139,10 +161,14 @@ def session_create(
     external_ref: str = "",
     language: str | None = None,
     sample_rate: int = 16000,
+    consent_method: str = "",
+    consent_note: str = "",
 ) -> ConsultationSession:
+    """A new session; with ``consent_method`` the patient's consent is
+    recorded with it (one call for integrators whose own system asked)."""
     ensure_clinic_active(principal.clinic)
     language = language or principal.clinic.default_language
-    errors: dict[str, str] = {}
+    errors: dict[str, str] = _consent_errors(consent_method, consent_note, required=False)
     if language not in Language.values:
         errors["language"] = f"Must be one of {', '.join(Language.values)}."
     if (
@@ -167,8 +193,52 @@ def session_create(
         sample_rate=sample_rate,
     )
     _audit(principal, AuditAction.SESSION_CREATE, session.pk, language=language, engine=session.engine)
+    if consent_method:
+        session.save(update_fields=_consent_apply(principal, session, method=consent_method, note=consent_note))
+        _audit(principal, AuditAction.CONSENT_RECORD, session.pk, method=consent_method, note=bool(consent_note))
     log.info("session_created", clinic_id=str(principal.clinic.pk), session_id=str(session.pk))
     return session
+
+
+@transaction.atomic
+def consent_record(
+    *, principal: Principal, session: ConsultationSession, method: str, note: str = ""
+) -> ConsultationSession:
+    """Records the patient's consent to this session's recording (who, when,
+    how, an optional note — the note's text is never audited or logged).
+    Once per session: a second record is a conflict (409
+    ``consent_recorded``); withdrawing erases the session instead."""
+    errors = _consent_errors(method, note, required=True)
+    if errors:
+        raise InvalidInput("The consent has invalid fields.", details=errors)
+    session = access_session(principal, session.pk, for_update=True)
+    if session.has_consent:
+        raise Conflict("The patient's consent is already recorded for this session.", code="consent_recorded")
+    session.save(update_fields=_consent_apply(principal, session, method=method, note=note))
+    _audit(principal, AuditAction.CONSENT_RECORD, session.pk, method=method, note=bool(session.consent_note))
+    return session
+
+
+def consent_withdraw(*, principal: Principal, session: ConsultationSession) -> dict[str, int]:
+    """The patient withdraws consent: the session is ended if it is open,
+    then erased like ``session_erase`` (audio, transcript, row; the audit
+    tombstone stays, with ``reason: consent_withdrawn``). Unlike an
+    administrative erasure any member of the clinic may carry it out: it is
+    the patient's decision, relayed by whoever is with them. While the
+    producer is still letting go of a session just ended this raises a
+    retryable 409 ``session_streaming``; the session stays ended, and
+    withdrawing again completes the erasure."""
+    session = access_session(principal, session.pk)
+    if session.status in OPEN_STATUSES:
+        session = session_end(principal=principal, session=session)
+    return _session_erase(principal, session, reason="consent_withdrawn")
+
+
+def consent_ensure_for_audio(*, principal: Principal, consent_method: str) -> None:
+    """Audio that arrives with its session (a batch upload) needs the
+    consent in the same request when the clinic requires it."""
+    if principal.clinic.consent_required and not consent_method:
+        raise ConsentRequired("This clinic requires consent_method with an upload.")
 
 
 def session_token_issue(*, principal: Principal, session: ConsultationSession) -> IssuedToken:
@@ -260,6 +330,10 @@ def session_erase(*, principal: Principal, session: ConsultationSession) -> dict
     """
     session = access_session(principal, session.pk)
     require_admin(principal)
+    return _session_erase(principal, session)
+
+
+def _session_erase(principal: Principal, session: ConsultationSession, *, reason: str = "") -> dict[str, int]:
     if session.status == SessionStatus.LIVE:
         raise Conflict("End the live session before erasing it.", code="session_live")
     _refuse_while_producer_attached(session)
@@ -275,7 +349,16 @@ def session_erase(*, principal: Principal, session: ConsultationSession) -> dict
         segments, _ = segments_visible_to(principal, session).delete()
         session_id = session.pk
         session.delete()
-        _audit(principal, AuditAction.SESSION_ERASE, session_id, storage_objects=objects, segments=segments)
+        if reason == "consent_withdrawn":
+            _audit(principal, AuditAction.CONSENT_WITHDRAW, session_id)
+        _audit(
+            principal,
+            AuditAction.SESSION_ERASE,
+            session_id,
+            storage_objects=objects,
+            segments=segments,
+            **({"reason": reason} if reason else {}),
+        )
     log.info("session_erased", clinic_id=str(principal.clinic.pk), session_id=str(session_id), objects=objects)
     return {"storage_objects": objects, "segments": segments}
 
@@ -600,6 +683,8 @@ def batch_session_create(
     wav_sha256: str,
     language: str | None,
     external_ref: str,
+    consent_method: str = "",
+    consent_note: str = "",
 ) -> ConsultationSession:
     """The session of an uploaded WAV (``source="batch"``), live at once, its
     audio stored as the session's WAV. ``wav`` is a file object that storage
@@ -607,7 +692,15 @@ def batch_session_create(
     Call inside the caller's transaction: the WAV is written inside it, so if
     storage fails no session is left pointing at missing audio (S3 is not
     rolled back, but nothing refers to it)."""
-    session = session_create(principal=principal, external_ref=external_ref, language=language, sample_rate=sample_rate)
+    consent_ensure_for_audio(principal=principal, consent_method=consent_method)
+    session = session_create(
+        principal=principal,
+        external_ref=external_ref,
+        language=language,
+        sample_rate=sample_rate,
+        consent_method=consent_method,
+        consent_note=consent_note,
+    )
     session.storage_key = audio_store.wav_store(session, wav)
     session.source = "batch"
     session.status = SessionStatus.LIVE

@@ -9,16 +9,20 @@ from clinics.access import Principal
 from clinics.models import Clinic, ClinicQuota, Membership, Role
 
 
+# The two clinics record without the consent gate (``consent_required``, on by
+# default for new clinics): most tests are about streaming, not consent. The
+# gate's own tests (tests/sessions/test_consent.py and the socket and browser
+# tests of it) turn it on.
 @pytest.fixture
 def clinic_a(db) -> Clinic:
-    clinic = Clinic.objects.create(name="Clinic A", slug="clinic-a", default_language="en-US")
+    clinic = Clinic.objects.create(name="Clinic A", slug="clinic-a", default_language="en-US", consent_required=False)
     ClinicQuota.objects.create(clinic=clinic)
     return clinic
 
 
 @pytest.fixture
 def clinic_b(db) -> Clinic:
-    clinic = Clinic.objects.create(name="Clinic B", slug="clinic-b", default_language="ja-JP")
+    clinic = Clinic.objects.create(name="Clinic B", slug="clinic-b", default_language="ja-JP", consent_required=False)
     ClinicQuota.objects.create(clinic=clinic)
     return clinic
 

@@ -38,6 +38,7 @@ from sessions.services import (
     batch_finish,
     batch_progress_save,
     batch_session_create,
+    consent_ensure_for_audio,
     quota_ensure_available,
     quota_ensure_room,
     session_fail,
@@ -192,10 +193,18 @@ class WavUpload:
 
 
 def batch_create(
-    *, principal: Principal, upload: Any, language: str | None = None, external_ref: str = ""
+    *,
+    principal: Principal,
+    upload: Any,
+    language: str | None = None,
+    external_ref: str = "",
+    consent_method: str = "",
+    consent_note: str = "",
 ) -> ConsultationSession:
     """Validate and store the upload, create the batch session, start the
-    job. Nothing is created when the upload is rejected."""
+    job. Nothing is created when the upload is rejected — nor, when the
+    clinic requires consent, when it comes without ``consent_method``."""
+    consent_ensure_for_audio(principal=principal, consent_method=consent_method)
     size = getattr(upload, "size", None) or 0
     if size > settings.BATCH_UPLOAD_MAX_BYTES:
         raise UploadTooLarge(details={"max_bytes": settings.BATCH_UPLOAD_MAX_BYTES})
@@ -219,6 +228,8 @@ def batch_create(
             wav_sha256=wav.sha256(),
             language=language,
             external_ref=external_ref,
+            consent_method=consent_method,
+            consent_note=consent_note,
         )
         transaction.on_commit(lambda: batch_start(principal=principal, session_id=session.pk))
     log.info("batch_created", session_id=str(session.pk), audio_ms=session.audio_duration_ms)

@@ -6,7 +6,8 @@ server CPU, so a deploy's reconnect storm of 500 producers took 15-18 s to
 get through (docs/benchmarks.md). Here it is one call in a worker thread:
 
 1. who connects (the principal core: the token spent, the session and the
-   clinic's quota read with it);
+   clinic's quota read with it) — and whether the session may take audio
+   at all: the consent gate reads the session row and clinic just read;
 2. the session's producer lease and one of the clinic's stream slots, in
    one Redis step (``LiveStore.claim_slot_sync``);
 3. the stored audio's length (only for a session that streamed before);
@@ -32,7 +33,7 @@ from transcription import relay
 from transcription.engine_feed import MAX_REPLAY_MS
 from transcription.live_state import Claim, LiveStore
 from transcription.socket_auth import StreamAuth, authorize
-from voiceai.errors import Conflict, QuotaExceeded
+from voiceai.errors import Conflict, ConsentRequired, QuotaExceeded
 
 
 class ProducerActive(Conflict):
@@ -84,6 +85,10 @@ def producer_connect(
         # Its audio is the uploaded file: a stream's parts would replace it
         # when the stream seals the session.
         raise BatchSession()
+    if auth.principal.clinic.consent_required and not session.has_consent:
+        # Before the slot, the lease and ``stream_start``: no audio is
+        # accepted, nothing is stored, the session does not go live.
+        raise ConsentRequired()
     claim = live.claim_slot_sync(
         clinic_id=session.clinic_id, session_id=session.pk, owner=owner, takeover=takeover, limit=auth.max_concurrent
     )

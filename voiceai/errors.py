@@ -19,6 +19,7 @@ class Close:
     NOT_FOUND = 4404
     IDLE = 4408
     CONFLICT = 4409
+    CONSENT_REQUIRED = 4428  # cf. HTTP 428: record the patient's consent, then connect again
     QUOTA = 4429
 
 
@@ -61,6 +62,15 @@ class Conflict(DomainError):
     close_code = Close.CONFLICT
     code = "conflict"
     default_message = "The object is not in a state that allows this."
+
+
+class ConsentRequired(Conflict):
+    """The clinic requires the patient's consent before a session's audio
+    is accepted, and the session has none recorded."""
+
+    close_code = Close.CONSENT_REQUIRED
+    code = "consent_required"
+    default_message = "Record the patient's consent for this session before recording."
 
 
 class QuotaExceeded(DomainError):

@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from clinics.api.fields import StrictCharField, StrictChoiceField, StrictIntegerField
+from clinics.api.fields import StrictBooleanField, StrictCharField, StrictChoiceField, StrictIntegerField
 from clinics.models import ApiKey, Clinic, Language, Membership, Role
 
 
@@ -28,6 +28,7 @@ class QuotaUsageSerializer(serializers.Serializer):
 
 CLINIC_FIELDS = (
     "id", "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "producer_grace_minutes",
+    "consent_required",
     "created_at",
 )  # fmt: skip
 
@@ -46,6 +47,9 @@ class ClinicSerializer(serializers.Serializer):
     producer_grace_minutes = serializers.IntegerField(
         help_text="Minutes a disconnected recording may take to resume before the server ends and seals it."
     )
+    consent_required = serializers.BooleanField(
+        help_text="Whether a session needs the patient's consent recorded before its audio is accepted."
+    )
     created_at = serializers.DateTimeField()
     role = serializers.CharField(help_text="Your role in this clinic.")
     quota = QuotaUsageSerializer()
@@ -59,13 +63,17 @@ class ClinicSerializer(serializers.Serializer):
 
 class ClinicPatchSerializer(serializers.Serializer):
     """Clinic admins may rename the clinic and change its default language,
-    time zone and the grace a disconnected recording gets; everything else
-    shown by GET is read-only for them."""
+    time zone, the grace a disconnected recording gets and whether sessions
+    need the patient's consent; everything else shown by GET is read-only
+    for them."""
 
     name = StrictCharField(required=False, max_length=200, min_length=1)
     default_language = StrictChoiceField(choices=Language.choices, required=False)
     time_zone = StrictCharField(required=False, max_length=64, min_length=1)
     producer_grace_minutes = serializers.IntegerField(required=False, min_value=1, max_value=720)
+    consent_required = StrictBooleanField(
+        required=False, help_text="Require the patient's consent on each session before its audio is accepted."
+    )
     id = serializers.UUIDField(read_only=True)
     slug = serializers.CharField(read_only=True)
     is_active = serializers.BooleanField(read_only=True)

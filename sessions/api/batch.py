@@ -11,7 +11,8 @@ from rest_framework.response import Response
 from clinics.api.base import ClinicScopedAPIView
 from clinics.models import Language
 from sessions.api.serializers import SessionSerializer
-from sessions.services import EXTERNAL_REF_MAX
+from sessions.models import ConsentMethod
+from sessions.services import CONSENT_NOTE_MAX, EXTERNAL_REF_MAX
 from transcription.batch import UploadTooLarge, batch_create
 from voiceai.errors import InvalidInput
 
@@ -23,6 +24,12 @@ class BatchTranscriptionSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="WAV: 16-bit PCM, mono, 8-48 kHz, at most BATCH_UPLOAD_MAX_BYTES.")
     language = serializers.ChoiceField(choices=Language.choices, required=False)
     external_ref = serializers.CharField(required=False, allow_blank=True, max_length=EXTERNAL_REF_MAX)
+    consent_method = serializers.ChoiceField(
+        choices=ConsentMethod.choices,
+        required=False,
+        help_text="How the patient consented to the recording; required when the clinic requires consent.",
+    )
+    consent_note = serializers.CharField(required=False, allow_blank=True, max_length=CONSENT_NOTE_MAX)
 
 
 class BatchTranscriptionView(ClinicScopedAPIView):
@@ -35,6 +42,7 @@ class BatchTranscriptionView(ClinicScopedAPIView):
         responses={
             202: SessionSerializer,
             400: OpenApiResponse(description="Not a 16-bit PCM mono 8-48 kHz WAV, or invalid fields."),
+            409: OpenApiResponse(description="consent_required: the clinic requires consent_method."),
             413: OpenApiResponse(description="Larger than BATCH_UPLOAD_MAX_BYTES."),
             429: OpenApiResponse(description="Quota used up: audio_minutes_exhausted or storage_quota_exceeded."),
         },
@@ -57,6 +65,8 @@ class BatchTranscriptionView(ClinicScopedAPIView):
             upload=data["file"],
             language=data.get("language"),
             external_ref=data.get("external_ref", ""),
+            consent_method=data.get("consent_method", ""),
+            consent_note=data.get("consent_note", ""),
         )
         return Response(
             SessionSerializer(session).data,

@@ -5,8 +5,8 @@ from rest_framework import serializers
 
 from clinics.api.fields import StrictCharField, StrictChoiceField, StrictIntegerField
 from clinics.models import Language
-from sessions.models import ConsultationSession, SessionStatus
-from sessions.services import EXTERNAL_REF_MAX, SAMPLE_RATE_MAX, SAMPLE_RATE_MIN
+from sessions.models import ConsentMethod, ConsultationSession, SessionStatus
+from sessions.services import CONSENT_NOTE_MAX, EXTERNAL_REF_MAX, SAMPLE_RATE_MAX, SAMPLE_RATE_MIN
 
 
 class SessionSerializer(serializers.ModelSerializer):
@@ -28,8 +28,16 @@ class SessionSerializer(serializers.ModelSerializer):
             "audio_duration_ms",
             "audio_bytes",
             "audio_sha256",
+            "consent_method",
+            "consent_recorded_at",
+            "consent_recorded_by",
+            "consent_note",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "consent_method": {"help_text": "How the patient consented (verbal, written); empty: not recorded."},
+            "consent_recorded_by": {"help_text": "Who recorded the consent: user:<id> or api-key:<prefix>."},
+        }
 
 
 class SessionCreateSerializer(serializers.Serializer):
@@ -43,6 +51,22 @@ class SessionCreateSerializer(serializers.Serializer):
         choices=Language.choices, required=False, help_text="Defaults to the clinic's language."
     )
     sample_rate = StrictIntegerField(required=False, min_value=SAMPLE_RATE_MIN, max_value=SAMPLE_RATE_MAX)
+    consent_method = StrictChoiceField(
+        choices=ConsentMethod.choices,
+        required=False,
+        help_text="Record the patient's consent with the session (verbal or written). A clinic that requires "
+        "consent refuses the producer socket (4428) until it is recorded, here or at /consent/.",
+    )
+    consent_note = StrictCharField(
+        required=False, allow_blank=True, max_length=CONSENT_NOTE_MAX, help_text="Optional, with consent_method."
+    )
+
+
+class ConsentSerializer(serializers.Serializer):
+    method = StrictChoiceField(choices=ConsentMethod.choices, help_text="How the patient consented.")
+    note = StrictCharField(
+        required=False, allow_blank=True, max_length=CONSENT_NOTE_MAX, help_text="e.g. where the signed form is."
+    )
 
 
 class StreamAccessSerializer(serializers.Serializer):

@@ -6,6 +6,7 @@ urlpatterns = [
     path("search/", views.TranscriptSearchView.as_view(), name="api-search"),
     path("sessions/", views.SessionListCreateView.as_view(), name="api-sessions"),
     path("sessions/<str:id>/", views.SessionDetailView.as_view(), name="api-session"),
+    path("sessions/<str:id>/consent/", views.SessionConsentView.as_view(), name="api-session-consent"),
     path("sessions/<str:id>/end/", views.SessionEndView.as_view(), name="api-session-end"),
     path("sessions/<str:id>/stream-token/", views.SessionStreamTokenView.as_view(), name="api-session-stream-token"),
     path("sessions/<str:id>/transcript/", views.SessionTranscriptView.as_view(), name="api-session-transcript"),

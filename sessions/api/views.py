@@ -5,7 +5,7 @@ from typing import Any
 
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,6 +18,7 @@ from clinics.principals import IssuedToken
 from sessions import formats, storage_keys
 from sessions.api.ranges import RangeNotSatisfiable, parse_range
 from sessions.api.serializers import (
+    ConsentSerializer,
     SearchFilterSerializer,
     SearchHitSerializer,
     SessionCreatedSerializer,
@@ -32,6 +33,8 @@ from sessions.search import search_hit, search_query_parse, transcript_search
 from sessions.selectors import session_list
 from sessions.services import (
     audio_read_audit,
+    consent_record,
+    consent_withdraw,
     session_create,
     session_end,
     session_erase,
@@ -112,6 +115,48 @@ class SessionDetailView(ClinicScopedAPIView):
     )
     def delete(self, request: Request, id: str) -> Response:
         session_erase(principal=self.principal, session=access_session(self.principal, id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SessionConsentView(ClinicScopedAPIView):
+    serializer_class = SessionSerializer
+
+    @extend_schema(
+        operation_id="sessions_consent_record",
+        parameters=[SESSION_ID],
+        request=ConsentSerializer,
+        description="Records the patient's consent to this session's recording (who and when are taken from the "
+        "caller and the clock). A clinic with consent_required refuses the producer socket with 4428 until this "
+        "is done. Audited (consent.record).",
+        examples=[OpenApiExample("Verbal consent", value={"method": "verbal", "note": ""}, request_only=True)],
+        responses={
+            201: SessionSerializer,
+            400: error_response("Invalid body."),
+            409: error_response("consent_recorded: already recorded for this session."),
+            **ERRORS,
+        },
+    )
+    def post(self, request: Request, id: str) -> Response:
+        session = access_session(self.principal, id)
+        data = validated_data(ConsentSerializer, request.data)
+        session = consent_record(principal=self.principal, session=session, **data)
+        return Response(SessionSerializer(session).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        operation_id="sessions_consent_withdraw",
+        parameters=[SESSION_ID],
+        description="The patient withdraws consent: the session is ended if open, then erased — audio objects, "
+        "transcript rows and the session; an audit tombstone (session.erase, reason consent_withdrawn) stays. "
+        "Any member of the clinic may do this.",
+        responses={
+            204: None,
+            409: error_response("session_streaming: the recording connection is still finishing; retry."),
+            503: error_response("storage_unavailable: nothing was erased; retry."),
+            **ERRORS,
+        },
+    )
+    def delete(self, request: Request, id: str) -> Response:
+        consent_withdraw(principal=self.principal, session=access_session(self.principal, id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -7,6 +7,7 @@ from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils.translation import gettext_lazy as _
 
+from sessions.services import CONSENT_NOTE_MAX
 from sessions.web.i18n import STATUS_LABELS
 
 # Dates far outside any consultation would overflow when the day's start is
@@ -39,6 +40,15 @@ class SessionFilterForm(forms.Form):
         if start and end and start > end:
             raise forms.ValidationError(_("“From” must not be after “To”."), code="date_range")
         return data
+
+
+class ConsentForm(forms.Form):
+    method = forms.ChoiceField(
+        label=_("How the patient agreed"),
+        choices=[("verbal", _("The patient agreed verbally")), ("written", _("The patient signed a consent form"))],
+        widget=forms.RadioSelect,
+    )
+    note = forms.CharField(label=_("Consent note (optional)"), required=False, max_length=CONSENT_NOTE_MAX)
 
 
 class ClinicPickForm(forms.Form):

@@ -76,6 +76,7 @@ def js_catalog() -> dict[str, str]:
             "resume it from the consultation's page within {minutes} minutes; after that it is ended and saved. "
             "Leave this page?"
         ),
+        "err_consent": _("Record the patient's consent before recording this consultation."),
         "err_generic": _("Something went wrong."),
         "err_generic_detail": _("Something went wrong: {detail}"),
     }

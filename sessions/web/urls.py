@@ -11,6 +11,12 @@ urlpatterns = [
     path("sessions/<uuid:session_id>/", views.session_detail, name="session_detail"),
     path("sessions/<uuid:session_id>/live/", views.session_live, name="session_live"),
     path("sessions/<uuid:session_id>/delete/", views.session_delete, name="session_delete"),
+    path("sessions/<uuid:session_id>/consent/", views.session_consent, name="session_consent"),
+    path(
+        "sessions/<uuid:session_id>/consent/withdraw/",
+        views.session_consent_withdraw,
+        name="session_consent_withdraw",
+    ),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("clinic/", views.clinic_pick, name="clinic_pick"),
     path(

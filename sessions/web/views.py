@@ -20,8 +20,8 @@ from clinics.models import Language
 from sessions.engine_support import clinic_engine, clinic_engine_languages
 from sessions.models import OPEN_STATUSES, SessionStatus
 from sessions.selectors import audio_stored_ms, quota_with_usage, session_list
-from sessions.services import StorageUnavailable, session_erase, transcript_read
-from sessions.web.forms import ClinicPickForm, SessionFilterForm
+from sessions.services import StorageUnavailable, consent_record, consent_withdraw, session_erase, transcript_read
+from sessions.web.forms import ClinicPickForm, ConsentForm, SessionFilterForm
 from sessions.web.i18n import LANGUAGE_LABELS, js_catalog
 from sessions.web.scope import console_principal, console_view
 from voiceai.errors import Conflict, NotFound
@@ -139,7 +139,57 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
             is_open=is_open,
             can_resume=is_open and session.source != "batch",
             grace_minutes=principal.clinic.producer_grace_minutes,
+            consent_form=ConsentForm(),
         ),
+    )
+
+
+@console_view()
+@require_http_methods(["POST"])
+def session_consent(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Records the patient's consent from the consultation's page."""
+    principal = console_principal(request)
+    session = access_session(principal, session_id)
+    form = ConsentForm(request.POST)
+    if form.is_valid():
+        try:
+            consent_record(
+                principal=principal, session=session, method=form.cleaned_data["method"], note=form.cleaned_data["note"]
+            )
+        except Conflict:
+            messages.info(request, _("The patient's consent was already recorded."))
+        else:
+            messages.success(request, _("The patient's consent is recorded."))
+    else:
+        messages.error(request, _("Choose how the patient agreed."))
+    return redirect("console:session_detail", session_id=session.pk)
+
+
+@console_view()
+@require_http_methods(["GET", "POST"])
+def session_consent_withdraw(request: HttpRequest, session_id: str) -> HttpResponse:
+    """The patient withdraws consent: after a confirmation, the consultation
+    is ended and erased (any member may relay the patient's decision)."""
+    principal = console_principal(request)
+    session = access_session(principal, session_id)
+    error, status = "", 200
+    if request.method == "POST":
+        try:
+            consent_withdraw(principal=principal, session=session)
+        except Conflict:
+            error, status = _("The recording connection is still finishing. Try again in a few seconds."), 409
+        except StorageUnavailable:
+            error, status = _("The audio storage cannot be reached, so nothing was deleted. Try again later."), 503
+        else:
+            messages.success(
+                request, _("Consent withdrawn: the consultation, its audio and its transcript were deleted.")
+            )
+            return redirect("console:session_list")
+    return render(
+        request,
+        "console/session_consent_withdraw.html",
+        _base_context(request, session=session, error=error),
+        status=status,
     )
 
 

@@ -25,6 +25,8 @@ const ERROR_KEYS = {
   language_not_supported: "err_language",
   unsupported_language: "err_language",
   engine_refused: "err_engine_refused",
+  consent_required: "err_consent",
+  close_4428: "err_consent",
 };
 
 export function errorText(code, detail) {

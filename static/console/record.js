@@ -73,6 +73,14 @@ function showLinks(id) {
   links.hidden = false;
 }
 
+// The patient's consent, recorded with the session (the clinic may refuse
+// audio without it: the form marks the choice required then).
+function consentFields() {
+  const chosen = form.querySelector('input[name="consent_method"]:checked');
+  if (!chosen) return {};
+  return { consent_method: chosen.value, consent_note: $("consent-note").value.trim() };
+}
+
 async function start(event) {
   event.preventDefault();
   showAlert("");
@@ -104,6 +112,7 @@ async function start(event) {
       session = await api.createSession({
         external_ref: $("external-ref").value.trim(),
         language: $("language").value,
+        ...consentFields(),
       });
       token = session.stream_token;
     }
