@@ -255,7 +255,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"LanguageEnum": "clinics.models.Language"},
+    "ENUM_NAME_OVERRIDES": {
+        "LanguageEnum": "clinics.models.Language",
+        "ConsentMethodEnum": "sessions.models.ConsentMethod",
+    },
 }
 
 # --- realtime pipeline -------------------------------------------------------
