@@ -15,7 +15,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
 from clinics.models import ApiKey, AuditEvent, Clinic, ClinicQuota, Membership, Role
-from sessions.models import ConsultationSession, TranscriptSegment
+from sessions.models import ConsultationSession, SegmentRevision, TranscriptSegment
 from voiceai.errors import ClinicSuspended, Forbidden, NotFound
 
 
@@ -139,6 +139,25 @@ def segments_visible_to(principal: Principal, session: ConsultationSession) -> Q
     if session.clinic_id != principal.clinic.pk:
         raise NotFound("Session not found.")
     return TranscriptSegment.objects.filter(clinic=principal.clinic, session=session)
+
+
+def access_final_segment(
+    principal: Principal, session: ConsultationSession, segment_id: object, *, for_update: bool = False
+) -> TranscriptSegment:
+    """One final segment of the session, by its segment id."""
+    qs = segments_visible_to(principal, session).filter(is_final=True, segment_id=str(segment_id)[:100])
+    if for_update:
+        qs = qs.select_for_update()
+    segment = next(iter(qs.order_by()[:1]), None)
+    if segment is None:
+        raise NotFound("Segment not found.")
+    return segment
+
+
+def segment_revisions_visible_to(principal: Principal, session: ConsultationSession) -> QuerySet[SegmentRevision]:
+    if session.clinic_id != principal.clinic.pk:
+        raise NotFound("Session not found.")
+    return SegmentRevision.objects.filter(clinic=principal.clinic, session=session)
 
 
 def transcript_segments_visible_to(principal: Principal) -> QuerySet[TranscriptSegment]:

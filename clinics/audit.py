@@ -19,6 +19,7 @@ class AuditAction:
     STREAM_STOP = "stream.stop"
     TRANSCRIPT_READ = "transcript.read"
     TRANSCRIPT_WRITE = "transcript.write"
+    TRANSCRIPT_CORRECT = "transcript.correct"
     AUDIO_READ = "audio.read"
     AUDIO_WRITE = "audio.write"
     LIVE_VIEW = "transcript.live_view"

@@ -1,7 +1,8 @@
 """Django admin for consultation sessions and transcripts, scoped like the
 rest of the admin (``clinics.admin_scoping``). Opening a page that shows
 transcript text writes a ``transcript.read`` audit row; editing a segment
-writes ``transcript.write``. Erasure goes through ``session_erase`` so the
+goes through ``segment_correct`` (a new revision with its history,
+``transcript.correct``; a speaker change writes ``transcript.write``). Erasure goes through ``session_erase`` so the
 audio in storage goes with the rows."""
 
 from __future__ import annotations
@@ -239,15 +240,25 @@ class TranscriptSegmentAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         return response
 
     def save_model(self, request: HttpRequest, obj: TranscriptSegment, form: forms.ModelForm, change: bool) -> None:
-        # The admin's change view runs in a transaction: the row and its audit
-        # row commit together. Details carry field names, never the text.
-        obj.revision += 1
-        obj.save()
-        audit_record(
-            clinic=obj.clinic,
-            action=AuditAction.TRANSCRIPT_WRITE,
-            object_type="transcript_segment",
-            object_id=obj.pk,
-            actor=actor_for(request, obj.clinic),
-            details={"session_id": str(obj.session_id), "fields": sorted(form.changed_data), "via": "admin"},
-        )
+        # The admin's change view runs in a transaction: the rows and their
+        # audit rows commit together. Audit details never carry the text.
+        if "text" in form.changed_data:
+            # The same correction as the console's and the API's: a new
+            # revision, the engine's text kept in the history.
+            services.segment_correct(
+                principal=_session_principal(request, obj.session),
+                session=obj.session,
+                segment_id=obj.segment_id,
+                text=obj.text,
+                revision=obj.revision,
+            )
+        if "speaker" in form.changed_data:
+            obj.save(update_fields=["speaker"])  # the text (if changed) was saved by the correction
+            audit_record(
+                clinic=obj.clinic,
+                action=AuditAction.TRANSCRIPT_WRITE,
+                object_type="transcript_segment",
+                object_id=obj.pk,
+                actor=actor_for(request, obj.clinic),
+                details={"session_id": str(obj.session_id), "fields": ["speaker"], "via": "admin"},
+            )

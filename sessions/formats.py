@@ -19,6 +19,7 @@ CONTENT_TYPES = {
 
 class SegmentLike(Protocol):
     segment_id: str
+    revision: int
     start_ms: int
     end_ms: int
     text: str
@@ -40,27 +41,60 @@ def _timestamp(ms: int, separator: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{seconds:02d}{separator}{millis:03d}"
 
 
+class RevisionLike(Protocol):
+    revision: int
+    text_before: str
+    text_after: str
+    edited_by: str
+    edited_at: Any
+
+
 def transcript_document(
-    segments: Iterable[SegmentLike], *, session_id: object, language: str, **header: Any
+    segments: Iterable[SegmentLike],
+    *,
+    session_id: object,
+    language: str,
+    history: dict[Any, list[RevisionLike]] | None = None,
+    **header: Any,
 ) -> dict[str, Any]:
     """The transcript as one JSON document: the download (``json``), the
     export and the ``transcript.json`` stored beside the audio (which adds
-    ``header`` fields: sample rate, audio length, sha256) all use this."""
+    ``header`` fields: sample rate, audio length, sha256) all use this.
+    Texts are the latest revision; with ``history`` (corrections by segment
+    row id) each segment also carries its engine text and its corrections."""
     return {
         "session_id": str(session_id),
         "language": language,
         **header,
-        "segments": [
-            {
-                "segment_id": s.segment_id,
-                "start_ms": s.start_ms,
-                "end_ms": s.end_ms,
-                "text": s.text,
-                "speaker": s.speaker,
-                "confidence": s.confidence,
-            }
-            for s in segments
-        ],
+        "segments": [_segment_entry(s, history) for s in segments],
+    }
+
+
+def _segment_entry(s: SegmentLike, history: dict[Any, list[RevisionLike]] | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "segment_id": s.segment_id,
+        "revision": s.revision,
+        "start_ms": s.start_ms,
+        "end_ms": s.end_ms,
+        "text": s.text,
+        "speaker": s.speaker,
+        "confidence": s.confidence,
+    }
+    if history is not None:
+        revisions = history.get(getattr(s, "pk", None), [])
+        entry["original_text"] = revisions[0].text_before if revisions else s.text
+        entry["revisions"] = [revision_entry(r) for r in revisions]
+    return entry
+
+
+def revision_entry(r: RevisionLike) -> dict[str, Any]:
+    edited_at = r.edited_at.isoformat() if hasattr(r.edited_at, "isoformat") else r.edited_at
+    return {
+        "revision": r.revision,
+        "text_before": r.text_before,
+        "text_after": r.text_after,
+        "edited_by": r.edited_by,
+        "edited_at": edited_at,
     }
 
 

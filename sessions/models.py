@@ -92,3 +92,29 @@ class TranscriptSegment(models.Model):
 
     def __str__(self) -> str:
         return f"Segment {self.segment_id} of {self.session_id}"
+
+
+class SegmentRevision(models.Model):
+    """One clinician correction of a final segment: the text before and
+    after it, who made it and when. The segment row itself always carries
+    the latest text and its ``revision``, so every reader of segments (the
+    transcript, downloads, exports, ``transcript.json``, search, the live
+    view) reads the latest revision; these rows are the history, and the
+    first one's ``text_before`` is the engine's original text."""
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="+")
+    session = models.ForeignKey(ConsultationSession, on_delete=models.CASCADE, related_name="+")
+    segment = models.ForeignKey(TranscriptSegment, on_delete=models.CASCADE, related_name="revisions")
+    revision = models.PositiveIntegerField(help_text="The segment's revision this correction made.")
+    text_before = models.TextField()
+    text_after = models.TextField()
+    edited_by = models.CharField(max_length=200, help_text="user:<id> or api-key:<prefix>.")
+    edited_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["segment", "revision"], name="segment_revision_unique")]
+        indexes = [models.Index(fields=["clinic", "session", "segment"])]
+        ordering = ["segment_id", "revision"]
+
+    def __str__(self) -> str:
+        return f"Revision {self.revision} of segment {self.segment_id}"

@@ -9,13 +9,19 @@ from typing import Any
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
-from clinics.access import Principal, segments_visible_to, sessions_visible_to, system_principal
+from clinics.access import (
+    Principal,
+    segment_revisions_visible_to,
+    segments_visible_to,
+    sessions_visible_to,
+    system_principal,
+)
 from clinics.models import Clinic
 from clinics.selectors import clinic_quota
 from sessions import audio_store
 from sessions.audio import pcm_ms
 from sessions.live import streams_in_use
-from sessions.models import ConsultationSession, TranscriptSegment
+from sessions.models import ConsultationSession, SegmentRevision, TranscriptSegment
 from voiceai.logging import get_logger
 
 log = get_logger(__name__)
@@ -43,8 +49,20 @@ def session_list(
 
 
 def transcript_finals(*, principal: Principal, session: ConsultationSession) -> QuerySet[TranscriptSegment]:
-    """The final segments in time order (interim results are never served)."""
+    """The final segments in time order (interim results are never served),
+    each at its latest revision: a clinician's correction is written onto
+    the segment row (``sessions.services.segment_correct``), its history
+    beside it (``transcript_history``)."""
     return segments_visible_to(principal, session).filter(is_final=True).order_by("start_ms", "id")
+
+
+def transcript_history(*, principal: Principal, session: ConsultationSession) -> dict[int, list[SegmentRevision]]:
+    """The corrections of the session's segments, oldest first, by segment
+    row id (one query; segments never corrected are absent)."""
+    history: dict[int, list[SegmentRevision]] = {}
+    for revision in segment_revisions_visible_to(principal, session).order_by("segment_id", "revision"):
+        history.setdefault(revision.segment_id, []).append(revision)
+    return history
 
 
 def _month_start(now: datetime) -> datetime:

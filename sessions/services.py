@@ -19,7 +19,14 @@ from django.db import transaction
 from django.db.models import Count, Max
 from django.utils import timezone
 
-from clinics.access import Principal, access_session, ensure_clinic_active, require_admin, segments_visible_to
+from clinics.access import (
+    Principal,
+    access_final_segment,
+    access_session,
+    ensure_clinic_active,
+    require_admin,
+    segments_visible_to,
+)
 from clinics.audit import AuditAction, audit_record
 from clinics.models import Clinic, Language
 from clinics.principals import IssuedToken, stream_token_issue
@@ -28,8 +35,19 @@ from sessions.audio import pcm_ms
 from sessions.engine_support import clinic_engine, clinic_engine_languages
 from sessions.events import session_ended
 from sessions.live import producer_attached
-from sessions.models import OPEN_STATUSES, ConsentMethod, ConsultationSession, SessionStatus, TranscriptSegment
-from sessions.selectors import AUDIO_USAGE_MAX_AGE_SECONDS, clinic_audio_usage, transcript_finals
+from sessions.models import (
+    OPEN_STATUSES,
+    ConsentMethod,
+    ConsultationSession,
+    SegmentRevision,
+    SessionStatus,
+    TranscriptSegment,
+)
+from sessions.selectors import (
+    AUDIO_USAGE_MAX_AGE_SECONDS,
+    clinic_audio_usage,
+    transcript_finals,
+)
 from sessions.storage import storage_delete_prefix
 from voiceai.errors import Conflict, ConsentRequired, InvalidInput, NotFound, QuotaExceeded, Unavailable
 from voiceai.logging import get_logger
@@ -40,6 +58,12 @@ SAMPLE_RATE_MIN = 8000
 SAMPLE_RATE_MAX = 48000
 EXTERNAL_REF_MAX = 128
 CONSENT_NOTE_MAX = 500
+SEGMENT_TEXT_MAX = 10_000
+
+
+class RevisionConflict(Conflict):
+    code = "revision_conflict"
+    default_message = "The segment was changed since you read it. Read it again, then apply your correction."
 
 
 class LiveStateUnavailable(Unavailable):
@@ -252,6 +276,78 @@ def session_token_issue(*, principal: Principal, session: ConsultationSession) -
     return issued
 
 
+def _sealed_transcript_refresh(principal: Principal, session: ConsultationSession) -> None:
+    """A sealed session's ``transcript.json`` follows its rows (a late final,
+    a correction): rewritten inside the caller's transaction."""
+    if session.audio_sha256:
+        rows = list(transcript_finals(principal=principal, session=session))
+        audio_store.transcript_json_write(
+            session, rows, audio_ms=session.audio_duration_ms, sha256=session.audio_sha256
+        )
+
+
+def segment_correct(
+    *, principal: Principal, session: ConsultationSession, segment_id: str, text: object, revision: object
+) -> TranscriptSegment:
+    """A clinician's correction of a final's text: a new revision of the
+    segment (who, when, before, after in a ``SegmentRevision``), the
+    engine's text kept in the history, the row carrying the latest text
+    for every reader; audited (``transcript.correct``, never the text).
+
+    ``revision`` is the revision the caller read: if the segment has moved
+    on since (another correction), nothing changes and ``RevisionConflict``
+    (409) says which revision it is at now. The same text again is no
+    revision (the segment is returned as it is)."""
+    errors: dict[str, str] = {}
+    if not isinstance(text, str) or not text.strip() or len(text) > SEGMENT_TEXT_MAX:
+        errors["text"] = f"Must be a non-empty string of at most {SEGMENT_TEXT_MAX} characters."
+    if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
+        errors["revision"] = "Must be the segment's revision you read (a non-negative integer)."
+    if errors:
+        raise InvalidInput("The correction has invalid fields.", details=errors)
+    assert isinstance(text, str)
+    text = text.strip()
+    with transaction.atomic():
+        segment = access_final_segment(principal, session, segment_id, for_update=True)
+        if segment.revision != revision:
+            raise RevisionConflict(details={"revision": segment.revision})
+        if segment.text == text:
+            return segment
+        SegmentRevision.objects.create(
+            clinic=principal.clinic,
+            session=session,
+            segment=segment,
+            revision=segment.revision + 1,
+            text_before=segment.text,
+            text_after=text,
+            edited_by=principal.label,
+        )
+        segment.text = text
+        segment.revision += 1
+        segment.save(update_fields=["text", "revision"])
+        audit_record(
+            clinic=principal.clinic,
+            action=AuditAction.TRANSCRIPT_CORRECT,
+            object_type="transcript_segment",
+            object_id=segment.pk,
+            actor=principal,
+            details={"session_id": str(session.pk), "segment_id": segment.segment_id, "revision": segment.revision},
+        )
+        _sealed_transcript_refresh(principal, access_session(principal, session.pk))
+    log.info("segment_corrected", session_id=str(session.pk), revision=segment.revision)
+    return segment
+
+
+def segment_read(
+    *, principal: Principal, session: ConsultationSession, segment_id: str
+) -> tuple[TranscriptSegment, list[SegmentRevision]]:
+    """One final segment with its corrections, audited as a transcript read."""
+    segment = access_final_segment(principal, session, segment_id)
+    revisions = list(segment.revisions.filter(clinic=principal.clinic).order_by("revision"))
+    _audit(principal, AuditAction.TRANSCRIPT_READ, session.pk, format="segment", segments=1)
+    return segment, revisions
+
+
 def _notify_session_ended(clinic_id: Any, session_id: Any) -> None:
     """Tell live sockets of the session to close. Runs after commit; an
     outage of the relay must not turn a committed end into an error."""
@@ -346,7 +442,8 @@ def _session_erase(principal: Principal, session: ConsultationSession, *, reason
         session = access_session(principal, session.pk, for_update=True)
         if session.status == SessionStatus.LIVE:  # went live meanwhile
             raise Conflict("End the live session before erasing it.", code="session_live")
-        segments, _ = segments_visible_to(principal, session).delete()
+        _, deleted = segments_visible_to(principal, session).delete()  # their corrections go with them
+        segments = deleted.get(TranscriptSegment._meta.label, 0)
         session_id = session.pk
         session.delete()
         if reason == "consent_withdrawn":
@@ -375,8 +472,8 @@ def _read_origin(via: str | None, client: str | None) -> dict[str, str]:
 def transcript_read(
     *, principal: Principal, session: ConsultationSession, fmt: str, via: str | None = None, client: str | None = None
 ) -> list[TranscriptSegment]:
-    """The final segments for a download or display, with the audit row
-    every transcript read needs."""
+    """The final segments (latest revisions) for a download or display,
+    with the audit row every transcript read needs."""
     segments = list(transcript_finals(principal=principal, session=session))
     _audit(
         principal,
@@ -575,11 +672,7 @@ def finals_store_late(*, principal: Principal, session_id: object, finals: list[
     with transaction.atomic():
         finals_store(principal=principal, session_id=session_id, finals=finals)
         session = access_session(principal, session_id)
-        if session.audio_sha256:  # sealed: its transcript.json is out of date
-            rows = list(transcript_finals(principal=principal, session=session))
-            audio_store.transcript_json_write(
-                session, rows, audio_ms=session.audio_duration_ms, sha256=session.audio_sha256
-            )
+        _sealed_transcript_refresh(principal, session)
         _audit(principal, AuditAction.TRANSCRIPT_WRITE, session.pk, late_segments=len(finals))
     log.info("late_finals_stored", session_id=str(session.pk), segments=len(finals))
 

@@ -6,7 +6,7 @@ from rest_framework import serializers
 from clinics.api.fields import StrictCharField, StrictChoiceField, StrictIntegerField
 from clinics.models import Language
 from sessions.models import ConsentMethod, ConsultationSession, SessionStatus
-from sessions.services import CONSENT_NOTE_MAX, EXTERNAL_REF_MAX, SAMPLE_RATE_MAX, SAMPLE_RATE_MIN
+from sessions.services import CONSENT_NOTE_MAX, EXTERNAL_REF_MAX, SAMPLE_RATE_MAX, SAMPLE_RATE_MIN, SEGMENT_TEXT_MAX
 
 
 class SessionSerializer(serializers.ModelSerializer):
@@ -96,13 +96,40 @@ class SessionFilterSerializer(serializers.Serializer):
     external_ref = serializers.CharField(required=False, max_length=EXTERNAL_REF_MAX)
 
 
+class SegmentRevisionSerializer(serializers.Serializer):
+    revision = serializers.IntegerField(help_text="The segment's revision this correction made.")
+    text_before = serializers.CharField()
+    text_after = serializers.CharField()
+    edited_by = serializers.CharField(help_text="user:<id> or api-key:<prefix>.")
+    edited_at = serializers.DateTimeField()
+
+
 class TranscriptSegmentSerializer(serializers.Serializer):
     segment_id = serializers.CharField()
+    revision = serializers.IntegerField(
+        help_text="Bumped by each correction; send it back (revision or If-Match) to correct the segment."
+    )
     start_ms = serializers.IntegerField()
     end_ms = serializers.IntegerField()
     text = serializers.CharField()
     speaker = serializers.CharField()
     confidence = serializers.FloatField(allow_null=True)
+    original_text = serializers.CharField(required=False, help_text="With history=1: the engine's text.")
+    revisions = SegmentRevisionSerializer(many=True, required=False, help_text="With history=1: the corrections.")
+
+
+class SegmentDetailSerializer(TranscriptSegmentSerializer):
+    original_text = serializers.CharField(help_text="The engine's text.")
+    revisions = SegmentRevisionSerializer(many=True, help_text="The corrections, oldest first.")
+
+
+class SegmentCorrectionSerializer(serializers.Serializer):
+    text = StrictCharField(max_length=SEGMENT_TEXT_MAX, help_text="The corrected text of the final.")
+    revision = StrictIntegerField(
+        required=False,
+        min_value=0,
+        help_text="The revision you read (or send If-Match with the ETag); a segment changed since answers 409.",
+    )
 
 
 class TranscriptSerializer(serializers.Serializer):

@@ -10,5 +10,10 @@ urlpatterns = [
     path("sessions/<str:id>/end/", views.SessionEndView.as_view(), name="api-session-end"),
     path("sessions/<str:id>/stream-token/", views.SessionStreamTokenView.as_view(), name="api-session-stream-token"),
     path("sessions/<str:id>/transcript/", views.SessionTranscriptView.as_view(), name="api-session-transcript"),
+    path(
+        "sessions/<str:id>/segments/<str:segment_id>/",
+        views.SegmentDetailView.as_view(),
+        name="api-session-segment",
+    ),
     path("sessions/<str:id>/audio/", views.SessionAudioView.as_view(), name="api-session-audio"),
 ]

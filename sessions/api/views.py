@@ -21,6 +21,8 @@ from sessions.api.serializers import (
     ConsentSerializer,
     SearchFilterSerializer,
     SearchHitSerializer,
+    SegmentCorrectionSerializer,
+    SegmentDetailSerializer,
     SessionCreatedSerializer,
     SessionCreateSerializer,
     SessionFilterSerializer,
@@ -28,13 +30,15 @@ from sessions.api.serializers import (
     StreamAccessSerializer,
     TranscriptSerializer,
 )
-from sessions.models import ConsultationSession
+from sessions.models import ConsultationSession, SegmentRevision, TranscriptSegment
 from sessions.search import search_hit, search_query_parse, transcript_search
-from sessions.selectors import session_list
+from sessions.selectors import session_list, transcript_history
 from sessions.services import (
     audio_read_audit,
     consent_record,
     consent_withdraw,
+    segment_correct,
+    segment_read,
     session_create,
     session_end,
     session_erase,
@@ -47,6 +51,12 @@ from voiceai.api_errors import error_body
 from voiceai.errors import InvalidInput, NotFound
 
 SESSION_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Session id.")
+SEGMENT_ID = OpenApiParameter(
+    "segment_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="The final's segment_id in the transcript."
+)
+HISTORY = OpenApiParameter(
+    "history", OpenApiTypes.BOOL, default=False, description="json only: each segment's engine text and corrections."
+)
 ERRORS = {
     401: error_response("Missing or invalid credentials."),
     403: error_response("Clinic suspended or role not allowed."),
@@ -195,8 +205,11 @@ class SessionTranscriptView(ClinicScopedAPIView):
         parameters=[
             SESSION_ID,
             OpenApiParameter("format", OpenApiTypes.STR, enum=list(formats.FORMATS), default="json"),
+            HISTORY,
         ],
-        description="Final segments only. json carries times, speaker and confidence.",
+        description="Final segments only, each at its latest revision (clinicians' corrections applied). json "
+        "carries times, speaker, confidence and revision; with history=true also each segment's engine text "
+        "and its corrections (who, when, before, after).",
         responses={
             (200, "application/json"): TranscriptSerializer,
             (200, "text/plain"): OpenApiTypes.STR,
@@ -209,10 +222,15 @@ class SessionTranscriptView(ClinicScopedAPIView):
         fmt = request.query_params.get("format", "json")
         if fmt not in formats.FORMATS:
             raise InvalidInput(details={"format": f"Must be one of {', '.join(formats.FORMATS)}."})
+        with_history = _flag(request.query_params.get("history"), name="history")
         session = access_session(self.principal, id)
         segments = transcript_read(principal=self.principal, session=session, fmt=fmt)
         if fmt == "json":
-            response = Response(formats.transcript_document(segments, session_id=session.pk, language=session.language))
+            history = transcript_history(principal=self.principal, session=session) if with_history else None
+            document = formats.transcript_document(
+                segments, session_id=session.pk, language=session.language, history=history
+            )
+            response = Response(document)
             # Saved as <session id>.json like the other formats, not "download.json".
             response["Content-Disposition"] = f'inline; filename="{session.pk}.json"'
             return response
@@ -221,6 +239,87 @@ class SessionTranscriptView(ClinicScopedAPIView):
         response["Content-Disposition"] = f'inline; filename="{session.pk}.{fmt}"'
         response["Cache-Control"] = "private, no-store"
         return response
+
+
+def _flag(value: str | None, *, name: str) -> bool:
+    if value in (None, "", "0", "false"):
+        return False
+    if value in ("1", "true"):
+        return True
+    raise InvalidInput(details={name: "Must be true or false."})
+
+
+def _if_match_revision(header: str | None) -> int | None:
+    """The revision in an If-Match header (the segment's ETag, ``"3"``)."""
+    if header is None:
+        return None
+    tag = header.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit() or len(tag) > 9:
+        raise InvalidInput(details={"If-Match": 'Must be the segment\'s ETag, e.g. "3".'})
+    return int(tag)
+
+
+def _segment_body(segment: TranscriptSegment, revisions: list[SegmentRevision]) -> dict[str, Any]:
+    body = formats.transcript_document([segment], session_id="", language="", history={segment.pk: revisions})
+    return body["segments"][0]
+
+
+def _with_etag(response: Response, segment: TranscriptSegment) -> Response:
+    response["ETag"] = f'"{segment.revision}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+class SegmentDetailView(ClinicScopedAPIView):
+    serializer_class = SegmentDetailSerializer
+
+    @extend_schema(
+        operation_id="sessions_segment_retrieve",
+        parameters=[SESSION_ID, SEGMENT_ID],
+        description="One final with its engine text and corrections; ETag is its revision. Audited as a "
+        "transcript read.",
+        responses={200: SegmentDetailSerializer, **ERRORS},
+    )
+    def get(self, request: Request, id: str, segment_id: str) -> Response:
+        session = access_session(self.principal, id)
+        segment, revisions = segment_read(principal=self.principal, session=session, segment_id=segment_id)
+        return _with_etag(Response(_segment_body(segment, revisions)), segment)
+
+    @extend_schema(
+        operation_id="sessions_segment_correct",
+        parameters=[
+            SESSION_ID,
+            SEGMENT_ID,
+            OpenApiParameter("If-Match", OpenApiTypes.STR, OpenApiParameter.HEADER, description='ETag, e.g. "3".'),
+        ],
+        request=SegmentCorrectionSerializer,
+        description="A clinician's correction of a final's text: a new revision (who, when, before, after); the "
+        "engine's text is kept; every transcript read and export uses the latest revision. The revision you read "
+        "is required (revision in the body, or If-Match); if the segment changed since, 409 revision_conflict "
+        "with details.revision. Audited (transcript.correct).",
+        examples=[OpenApiExample("Correct a final", value={"text": "No fever since Monday.", "revision": 0})],
+        responses={
+            200: SegmentDetailSerializer,
+            400: error_response("Invalid body, or no revision given (revision_required)."),
+            409: error_response("revision_conflict: the segment changed since you read it."),
+            **ERRORS,
+        },
+    )
+    def patch(self, request: Request, id: str, segment_id: str) -> Response:
+        session = access_session(self.principal, id)
+        data = validated_data(SegmentCorrectionSerializer, request.data)
+        revision = data["revision"] if "revision" in data else _if_match_revision(request.headers.get("If-Match"))
+        if revision is None:
+            raise InvalidInput(
+                "Send the revision you read (revision, or If-Match).",
+                code="revision_required",
+                details={"revision": "Required (or an If-Match header)."},
+            )
+        segment_correct(
+            principal=self.principal, session=session, segment_id=segment_id, text=data["text"], revision=revision
+        )
+        segment, revisions = segment_read(principal=self.principal, session=session, segment_id=segment_id)
+        return _with_etag(Response(_segment_body(segment, revisions)), segment)
 
 
 class SessionAudioView(ClinicScopedAPIView):

@@ -12,6 +12,7 @@ urlpatterns = [
     path("sessions/<uuid:session_id>/live/", views.session_live, name="session_live"),
     path("sessions/<uuid:session_id>/delete/", views.session_delete, name="session_delete"),
     path("sessions/<uuid:session_id>/consent/", views.session_consent, name="session_consent"),
+    path("sessions/<uuid:session_id>/corrections/", views.segment_correction, name="segment_correction"),
     path(
         "sessions/<uuid:session_id>/consent/withdraw/",
         views.session_consent_withdraw,

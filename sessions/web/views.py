@@ -19,12 +19,20 @@ from clinics.api.base import SESSION_CLINIC_KEY
 from clinics.models import Language
 from sessions.engine_support import clinic_engine, clinic_engine_languages
 from sessions.models import OPEN_STATUSES, SessionStatus
-from sessions.selectors import audio_stored_ms, quota_with_usage, session_list
-from sessions.services import StorageUnavailable, consent_record, consent_withdraw, session_erase, transcript_read
+from sessions.selectors import audio_stored_ms, quota_with_usage, session_list, transcript_history
+from sessions.services import (
+    RevisionConflict,
+    StorageUnavailable,
+    consent_record,
+    consent_withdraw,
+    segment_correct,
+    session_erase,
+    transcript_read,
+)
 from sessions.web.forms import ClinicPickForm, ConsentForm, SessionFilterForm
 from sessions.web.i18n import LANGUAGE_LABELS, js_catalog
 from sessions.web.scope import console_principal, console_view
-from voiceai.errors import Conflict, NotFound
+from voiceai.errors import Conflict, InvalidInput, NotFound
 
 PAGE_SIZE = 25
 TRANSCRIPT_FORMATS = ("txt", "vtt", "json", "srt")
@@ -38,9 +46,17 @@ def clock(ms: int | None) -> str:
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes:02d}:{seconds:02d}"
 
 
-def _lines(segments: list) -> list[dict[str, object]]:
+def _lines(segments: list, corrected: frozenset[int] = frozenset()) -> list[dict[str, object]]:
     return [
-        {"segment_id": s.segment_id, "start_ms": s.start_ms, "ts": clock(s.start_ms), "text": s.text} for s in segments
+        {
+            "segment_id": s.segment_id,
+            "start_ms": s.start_ms,
+            "ts": clock(s.start_ms),
+            "text": s.text,
+            "revision": s.revision,
+            "corrected": s.pk in corrected,
+        }
+        for s in segments
     ]
 
 
@@ -131,7 +147,7 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
         _base_context(
             request,
             session=session,
-            segments=_lines(segments),
+            segments=_lines(segments, frozenset(transcript_history(principal=principal, session=session))),
             # A live consultation shows what is stored so far, not 00:00.
             duration=clock(audio_stored_ms(session=session)),
             formats=TRANSCRIPT_FORMATS,
@@ -142,6 +158,34 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
             consent_form=ConsentForm(),
         ),
     )
+
+
+@console_view()
+@require_http_methods(["POST"])
+def segment_correction(request: HttpRequest, session_id: str) -> HttpResponse:
+    """A clinician's correction of one final from the consultation's page:
+    a new revision (the original text is kept), refused if the line was
+    corrected since the page was loaded."""
+    principal = console_principal(request)
+    session = access_session(principal, session_id)
+    revision = request.POST.get("revision", "")
+    try:
+        segment_correct(
+            principal=principal,
+            session=session,
+            segment_id=request.POST.get("segment_id", ""),
+            text=request.POST.get("text", ""),
+            revision=int(revision) if revision.isdigit() else -1,
+        )
+    except RevisionConflict:
+        messages.error(
+            request, _("Someone corrected this line meanwhile. Check the latest text, then correct it again.")
+        )
+    except InvalidInput:
+        messages.error(request, _("A corrected line cannot be empty."))
+    else:
+        messages.success(request, _("The correction is saved; the original text is kept."))
+    return redirect("console:session_detail", session_id=session.pk)
 
 
 @console_view()

@@ -80,9 +80,14 @@ def test_it_audits_a_segment_correction_without_the_text(client_admin_a, rows_a)
     assert client_admin_a.post(url, {"text": "corrected words", "speaker": "doctor"}).status_code == 302
     segment = TranscriptSegment.objects.get(pk=rows_a.segment.pk)
     assert (segment.text, segment.speaker, segment.revision) == ("corrected words", "doctor", 1)
+    assert [(r.text_before, r.text_after) for r in segment.revisions.all()] == [
+        ("hello from clinic-a", "corrected words")
+    ]
+    correction = AuditEvent.objects.get(action="transcript.correct")
+    assert correction.details["revision"] == 1 and correction.details["segment_id"] == segment.segment_id
     event = AuditEvent.objects.get(action="transcript.write")
-    assert event.details["fields"] == ["speaker", "text"]
-    assert "corrected" not in str(event.details)
+    assert event.details["fields"] == ["speaker"]
+    assert "corrected" not in str(event.details) + str(correction.details)
     assert AuditEvent.objects.filter(action="transcript.read", object_id=str(rows_a.session.pk)).count() == 1
 
 

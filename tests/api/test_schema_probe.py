@@ -8,7 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from clinics.models import AuditEvent
-from sessions.models import SessionStatus
+from sessions.models import SegmentRevision, SessionStatus
 from tests.api.conftest import error_code
 
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -47,10 +47,11 @@ def test_it_answers_404_to_another_clinic_on_every_object_endpoint_of_the_schema
         if "{" not in template:
             continue
         params = set(re.findall(r"{(\w+)}", template))
-        assert params == {"id"}, f"{template}: probe knows only {{id}} paths"
+        assert params <= {"id", "segment_id"} and "id" in params, f"{template}: probe knows only {{id}} paths"
         prefix = next((p for p in ids if template.startswith(p)), None)
         assert prefix is not None, f"{template}: no clinic-A object to probe it with; add one to object_ids()"
-        path = template.replace("{id}", str(ids[prefix]))
+        # A real final of clinic A's session: the 404 must come from the tenant, not the segment id.
+        path = template.replace("{id}", str(ids[prefix])).replace("{segment_id}", "s1")
         for method in METHODS:
             if method not in operations:
                 continue
@@ -60,7 +61,7 @@ def test_it_answers_404_to_another_clinic_on_every_object_endpoint_of_the_schema
             assert error_code(response) == "not_found", (method, template)
     # The schema really was walked: every id endpoint the issue names is there.
     assert len(probed) >= 17, probed
-    for expected in ("end", "stream-token", "transcript", "audio", "quota"):
+    for expected in ("end", "stream-token", "transcript", "audio", "quota", "consent", "segments/{segment_id}"):
         assert any(f"/{expected}/" in t for _, t in probed), expected
     assert ("delete", "/api/v1/sessions/{id}/") in probed
     # Nothing of clinic A changed and nothing was read on its behalf.
@@ -69,6 +70,7 @@ def test_it_answers_404_to_another_clinic_on_every_object_endpoint_of_the_schema
     clinic_a.refresh_from_db()
     membership_clinician_a.refresh_from_db()
     assert session_a.status == SessionStatus.CREATED and session_a.segments.count() == 3
+    assert not session_a.has_consent and not SegmentRevision.objects.exists()
     assert key_a.revoked_at is None and clinic_a.is_active and membership_clinician_a.role == "clinician"
     assert AuditEvent.objects.count() == audit_before
 

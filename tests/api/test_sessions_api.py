@@ -263,6 +263,7 @@ def test_it_serves_final_segments_as_json_and_audits_the_read(client_a, session_
     assert [s["segment_id"] for s in body["segments"]] == ["s1", "s2"]
     assert body["segments"][0] == {
         "segment_id": "s1",
+        "revision": 0,
         "start_ms": 0,
         "end_ms": 1500,
         "text": "Good morning, how are you feeling?",

@@ -11,6 +11,7 @@ class Seg:
     text: str
     speaker: str = ""
     confidence: float | None = None
+    revision: int = 0
 
 
 SEGMENTS = [
@@ -43,7 +44,15 @@ def test_it_keeps_times_speaker_and_confidence_in_json():
         "session_id": "s",
         "language": "ja-JP",
         "segments": [
-            {"segment_id": "a", "start_ms": 5, "end_ms": 9, "text": "こんにちは", "speaker": "pt", "confidence": 0.5}
+            {
+                "segment_id": "a",
+                "revision": 0,
+                "start_ms": 5,
+                "end_ms": 9,
+                "text": "こんにちは",
+                "speaker": "pt",
+                "confidence": 0.5,
+            }
         ],
     }
     assert "こんにちは" in formats.transcript_as_json([Seg("a", 5, 9, "こんにちは")], session_id="s", language="ja-JP")
