@@ -69,6 +69,7 @@ ECHO_FINAL_MS = 5000
 # After the load, before the last sample: an ended session's relay logs live
 # RELAY_ENDED_SECONDS (120 s); then nothing of any session should be left.
 SETTLE_SECONDS = 130
+SETTLE_EXTRA_SECONDS = 300
 
 
 class ServerProbe:
@@ -349,7 +350,13 @@ def run_soak(args: argparse.Namespace, log, ctx: BenchContext) -> dict[str, Any]
                 proc.wait()
         log(f"load over; waiting {args.settle} s for every session's state to go")
         time.sleep(args.settle)
-        after = {"t": round(samples[-1]["t"] + args.settle, 1), "phase": "after", **probe.sample()}
+        # Seals still finishing at the load's end start their relay logs'
+        # expiry late: wait (bounded) until the keys are back at idle.
+        waited = args.settle
+        while waited < args.settle + SETTLE_EXTRA_SECONDS and probe.redis.dbsize() > idle["redis"]["keys"] + 5:
+            time.sleep(5.0)
+            waited += 5.0
+        after = {"t": round(samples[-1]["t"] + waited, 1), "phase": "after", **probe.sample()}
         samples.append(after)
         log(_line(after))
         if args.tracemalloc:

@@ -264,7 +264,10 @@ async def _slot(
         until = min(ends_at, loop.time() + length)
         while loop.time() < until and not stream.conn.closed:  # noqa: ASYNC110
             await asyncio.sleep(min(1.0, max(0.0, until - loop.time())))
-        await _end_session(stream)
+        # At the run's end every live session ends at once, 20 % of them an
+        # hour long: their seals queue behind each other, so give them the
+        # time a storm of seals takes rather than count them failed.
+        await _end_session(stream, timeout=FINAL_END_TIMEOUT if loop.time() >= ends_at else 30.0)
         live.discard(stream)
         counts.unanswered_at_close += len(stream.pending)
         if stream.metadata:
@@ -276,6 +279,9 @@ async def _slot(
             stream.viewer.close()
         if stream.conn is not None:
             stream.conn.close()
+
+
+FINAL_END_TIMEOUT = 300.0
 
 
 async def _end_session(stream: SoakStream, timeout: float = 30.0) -> None:  # noqa: ASYNC109
