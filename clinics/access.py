@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
 from django.db.models import QuerySet
+from django.utils import timezone
 
-from clinics.models import ApiKey, AuditEvent, Clinic, ClinicQuota, Membership, Role
+from clinics.models import ApiKey, AuditEvent, Clinic, ClinicQuota, Membership, Role, UsedStreamToken
 from sessions.models import ConsultationSession, SegmentRevision, TranscriptSegment
 from voiceai.errors import ClinicSuspended, Forbidden, NotFound
 
@@ -135,6 +137,11 @@ def access_session(principal: Principal, session_id: object, *, for_update: bool
     return session
 
 
+def access_session_id(session_id: object) -> uuid.UUID:
+    """A session id as its primary key; a malformed one is NotFound, like a missing session."""
+    return _parse_uuid(session_id)
+
+
 def segments_visible_to(principal: Principal, session: ConsultationSession) -> QuerySet[TranscriptSegment]:
     if session.clinic_id != principal.clinic.pk:
         raise NotFound("Session not found.")
@@ -200,3 +207,112 @@ def quotas_visible_to(principal: Principal) -> QuerySet[ClinicQuota]:
 def audit_events_visible_to(principal: Principal) -> QuerySet[AuditEvent]:
     require_admin(principal)
     return AuditEvent.objects.filter(clinic=principal.clinic)
+
+
+# --- a stream token's spend at a socket's connect -------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenSpend:
+    """What one statement found for an API key's stream token: the key with
+    its clinic and quota, the session (None: not in the key's clinic) and
+    whether the token's ``jti`` was recorded now (False: already used, or
+    nothing to spend it on)."""
+
+    api_key: ApiKey | None
+    session: ConsultationSession | None
+    spent: bool
+
+
+class _RowReader:
+    """Builds model instances from the columns of a hand-written statement,
+    with the same database converters the ORM applies (compiled once)."""
+
+    def __init__(self, model: type[Any], alias: str, connection: Any) -> None:
+        self.model = model
+        self.fields = list(model._meta.concrete_fields)
+        self.attnames = [f.attname for f in self.fields]
+        self.select = ", ".join(f'{alias}."{f.column}"' for f in self.fields)
+        self.converters = []
+        for i, f in enumerate(self.fields):
+            col = f.get_col(alias)
+            for conv in connection.ops.get_db_converters(col) + col.get_db_converters(connection):
+                self.converters.append((i, conv, col))
+
+    def read(self, values: list[Any], connection: Any) -> Any:
+        for i, conv, col in self.converters:
+            values[i] = conv(values[i], col, connection)
+        return self.model.from_db(connection.alias, self.attnames, values)
+
+
+_SPEND_SQL: dict[str, tuple[str, tuple[_RowReader, ...]]] = {}
+
+
+def _spend_statement(connection: Any) -> tuple[str, tuple[_RowReader, ...]]:
+    cached = _SPEND_SQL.get(connection.alias)
+    if cached is not None:
+        return cached
+    key, clinic, quota, session = readers = (
+        _RowReader(ApiKey, "k", connection),
+        _RowReader(Clinic, "c", connection),
+        _RowReader(ClinicQuota, "q", connection),
+        _RowReader(ConsultationSession, "s", connection),
+    )
+    # One round trip: the key (unrevoked, of the token's clinic), its clinic
+    # and quota, the session only within that clinic, and the jti recorded
+    # only when all of them were found and the clinic is active. ON CONFLICT
+    # instead of a failed INSERT: no savepoint inside a transaction.
+    sql = (
+        f"WITH r AS (SELECT {key.select}, {clinic.select}, {quota.select}, {session.select}, "  # noqa: S608 (names from model metadata; values are parameters)
+        f'c."is_active" AS r_active, s."id" AS r_session '
+        f'FROM "{ApiKey._meta.db_table}" k '
+        f'JOIN "{Clinic._meta.db_table}" c ON c."id" = k."clinic_id" '
+        f'LEFT JOIN "{ClinicQuota._meta.db_table}" q ON q."clinic_id" = k."clinic_id" '
+        f'LEFT JOIN "{ConsultationSession._meta.db_table}" s ON s."id" = %s AND s."clinic_id" = k."clinic_id" '
+        f'WHERE k."id" = %s AND k."revoked_at" IS NULL AND k."clinic_id" = %s), '
+        f'spent AS (INSERT INTO "{UsedStreamToken._meta.db_table}" ("jti", "clinic_id", "used_at") '
+        f"SELECT %s, %s, %s FROM r WHERE r.r_active AND r.r_session IS NOT NULL "
+        f'ON CONFLICT ("jti") DO NOTHING RETURNING 1) '
+        f"SELECT r.*, EXISTS (SELECT 1 FROM spent) FROM r"
+    )
+    _SPEND_SQL[connection.alias] = (sql, readers)
+    return sql, readers
+
+
+def stream_token_spend(*, key_id: int, clinic_id: uuid.UUID, session_id: object, jti: str) -> TokenSpend:
+    """An API key's stream token spent at a socket's connect, in one
+    statement (the connect storm of a deploy runs this hundreds of times at
+    once: the ORM's three queries cost more CPU than the whole rest of the
+    connect's database work). Tenancy as everywhere here: the session is
+    looked up only within the key's clinic, which must be the token's."""
+    session_pk = _parse_uuid(session_id)
+    connection = transaction.get_connection()
+    sql, (key_r, clinic_r, quota_r, session_r) = _spend_statement(connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [session_pk, key_id, clinic_id, jti, clinic_id, timezone.now()])
+        row = cursor.fetchone()
+    if row is None:
+        return TokenSpend(api_key=None, session=None, spent=False)
+    values = list(row)
+    n_key, n_clinic, n_quota = len(key_r.fields), len(clinic_r.fields), len(quota_r.fields)
+    n_session = len(session_r.fields)
+    at = 0
+    api_key = key_r.read(values[at : at + n_key], connection)
+    at += n_key
+    clinic = clinic_r.read(values[at : at + n_clinic], connection)
+    at += n_clinic
+    quota_values = values[at : at + n_quota]
+    at += n_quota
+    session_values = values[at : at + n_session]
+    # No quota row: the reverse one-to-one answers "none" without a query.
+    clinic._state.fields_cache["quota"] = (
+        quota_r.read(quota_values, connection) if quota_values[0] is not None else None
+    )
+    if quota_values[0] is not None:
+        clinic.quota._state.fields_cache["clinic"] = clinic
+    api_key._state.fields_cache["clinic"] = clinic
+    session = None
+    if session_values[0] is not None:
+        session = session_r.read(session_values, connection)
+        session._state.fields_cache["clinic"] = clinic
+    return TokenSpend(api_key=api_key, session=session, spent=bool(values[-1]))

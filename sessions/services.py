@@ -23,12 +23,13 @@ from clinics.access import (
     Principal,
     access_final_segment,
     access_session,
+    access_session_id,
     ensure_clinic_active,
     require_admin,
     segments_visible_to,
 )
-from clinics.audit import AuditAction, audit_record
-from clinics.models import Clinic, Language
+from clinics.audit import AuditAction, audit_event, audit_insert_values, audit_record
+from clinics.models import AuditEvent, Clinic, Language
 from clinics.principals import IssuedToken, stream_token_issue
 from sessions import audio_store, storage_keys
 from sessions.audio import pcm_ms
@@ -576,19 +577,21 @@ def stream_start(
 
     Raises SessionEnded when the session is over, QuotaExceeded when the
     clinic's audio minutes or storage are used up (checked once per connect,
-    before the session goes live or a stream.start is audited)."""
+    before the transaction commits the session live and its stream.start)."""
+    details = {"resume_from_byte": resume_from_byte, "takeover": takeover}
     with transaction.atomic(savepoint=False):
-        session = access_session(principal, session_id, for_update=True)
-        if session.status not in OPEN_STATUSES:
+        status = _session_go_live(principal=principal, session_id=session_id, details={**details, "finals_resent": 0})
+        if status is None:
+            raise NotFound("Session not found.")
+        if status not in OPEN_STATUSES:
             raise SessionEnded()
+        # A refusal here rolls back the go-live and its audit row with the
+        # transaction (savepoint=False: the caller's block can't commit them).
         quota_ensure_available(clinic=principal.clinic, usage_max_age=AUDIO_USAGE_MAX_AGE_SECONDS)
         started = StreamStart()
-        if session.status == SessionStatus.CREATED:
-            # Never streamed: no finals yet (batch sessions never get here).
-            session.status = SessionStatus.LIVE
-            session.started_at = timezone.now()
-            session.save(update_fields=["status", "started_at"])
-        else:
+        if status != SessionStatus.CREATED:
+            # The row just locked, of this clinic (the statement read it by both).
+            session = ConsultationSession(pk=access_session_id(session_id), clinic_id=principal.clinic.pk)
             finals = segments_visible_to(principal, session)
             summary = finals.aggregate(count=Count("id"), last_end=Max("end_ms"))
             started.segments = summary["count"]
@@ -598,15 +601,63 @@ def stream_start(
                 started.recent_finals = dict(recent.values_list("segment_id", "end_ms"))
             if finals_received is not None and finals_received < started.segments:
                 started.unreceived_finals = list(finals.order_by("id")[finals_received:])
-        _audit(
-            principal,
-            AuditAction.STREAM_START,
-            session.pk,
-            resume_from_byte=resume_from_byte,
-            takeover=takeover,
-            finals_resent=len(started.unreceived_finals),
-        )
+            _audit(
+                principal, AuditAction.STREAM_START, session.pk, **details, finals_resent=len(started.unreceived_finals)
+            )
     return started
+
+
+_GO_LIVE_SQL: dict[str, str] = {}
+
+
+def _session_go_live(*, principal: Principal, session_id: object, details: dict[str, Any]) -> str | None:
+    """One statement for a producer's connect: lock the session's row (of
+    the principal's clinic only), take a never-streamed session live, and
+    write its ``stream.start`` audit row (``details``). Returns the status
+    the row had before (None: no such session in this clinic). A session
+    that streamed before changes nothing here: its audit row says how many
+    stored finals are re-sent, which the caller reads under this lock.
+
+    A reconnect storm runs this hundreds of times at once: the ORM's lock,
+    UPDATE and INSERT cost three round trips and more CPU in SQL compilation
+    than the database spends on them."""
+    session_pk = access_session_id(session_id)
+    connection = transaction.get_connection()
+    event = audit_event(
+        clinic=principal.clinic,
+        action=AuditAction.STREAM_START,
+        object_type="session",
+        object_id=session_pk,
+        actor=principal,
+        details=details,
+    )
+    columns, audit_values = audit_insert_values(event, connection)
+    sql = _GO_LIVE_SQL.get(connection.alias)
+    if sql is None:
+        table = connection.ops.quote_name(ConsultationSession._meta.db_table)
+        audit_table = connection.ops.quote_name(AuditEvent._meta.db_table)
+        sql = _GO_LIVE_SQL[connection.alias] = (
+            f'WITH locked AS (SELECT s."id", s."status" FROM {table} s WHERE s."id" = %s AND s."clinic_id" = %s '  # noqa: S608 (names from model metadata; values are parameters)
+            f"FOR UPDATE), "
+            f'live AS (UPDATE {table} s SET "status" = %s, "started_at" = %s FROM locked '
+            f'WHERE s."id" = locked."id" AND locked."status" = %s RETURNING 1), '
+            f"audited AS (INSERT INTO {audit_table} ({', '.join(columns)}) "
+            f'SELECT {", ".join(["%s"] * len(columns))} FROM locked WHERE locked."status" = %s RETURNING 1) '
+            f'SELECT locked."status", (SELECT count(*) FROM live), (SELECT count(*) FROM audited) FROM locked'
+        )
+    params = [
+        session_pk,
+        principal.clinic.pk,
+        SessionStatus.LIVE.value,
+        timezone.now(),
+        SessionStatus.CREATED.value,
+        *audit_values,
+        SessionStatus.CREATED.value,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else row[0]
 
 
 class FinalLike(Protocol):
