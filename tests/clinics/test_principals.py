@@ -3,8 +3,13 @@ own clinic only, a user's chosen clinic if they belong to it, a stream token
 once and for its session only, another clinic's session as a missing one."""
 
 import pytest
+from django.core import signing
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from clinics.models import ApiKey, Membership, Role
+from clinics.access import Principal, principal_for_api_key
+from clinics.models import ApiKey, Clinic, ClinicQuota, Membership, Role, UsedStreamToken
 from clinics.principals import (
     InvalidStreamToken,
     admin_principals_of,
@@ -77,3 +82,66 @@ def test_it_answers_another_clinics_session_at_a_socket_like_a_missing_one(clini
     with pytest.raises(InvalidStreamToken) as info:
         principal_for_socket(token=None, user=None, session_id=session.pk, client_ip=None)
     assert info.value.code == "auth_required"
+
+
+def _key_principal(clinic) -> Principal:
+    return principal_for_api_key(ApiKey.objects.get(clinic=clinic))
+
+
+def test_it_spends_an_api_key_token_in_one_statement_with_the_clinic_and_quota(clinic_a, api_key_a_clinician):
+    ClinicQuota.objects.update_or_create(clinic=clinic_a, defaults={"max_concurrent_sessions": 7})
+    session = _session(clinic_a)
+    token = stream_token_issue(principal=_key_principal(clinic_a), session=session).token
+    with CaptureQueriesContext(connection) as queries:
+        principal, found = principal_for_socket(token=token, user=None, session_id=session.pk, client_ip="10.0.0.7")
+        # Everything the connect reads of them came with that statement.
+        read = (principal.clinic.quota.max_concurrent_sessions, found.language, found.clinic.is_active)
+    assert len(queries) == 1
+    assert read == (7, "en-US", True)
+    assert (principal.clinic, principal.api_key.clinic, found, principal.client_ip) == (
+        clinic_a,
+        clinic_a,
+        session,
+        "10.0.0.7",
+    )
+    assert UsedStreamToken.objects.filter(clinic=clinic_a).count() == 1
+    with pytest.raises(InvalidStreamToken) as info:
+        principal_for_socket(token=token, user=None, session_id=session.pk, client_ip=None)
+    assert info.value.message == "The stream token was already used."
+
+
+def test_it_reads_no_quota_row_as_none_without_a_query(clinic_a, api_key_a_clinician):
+    ClinicQuota.objects.filter(clinic=clinic_a).delete()
+    session = _session(clinic_a)
+    token = stream_token_issue(principal=_key_principal(clinic_a), session=session).token
+    principal, _ = principal_for_socket(token=token, user=None, session_id=session.pk, client_ip=None)
+    with CaptureQueriesContext(connection) as queries:
+        assert getattr(principal.clinic, "quota", None) is None
+    assert len(queries) == 0
+
+
+def test_it_spends_no_api_key_token_on_another_clinics_session(clinic_a, clinic_b, api_key_a_clinician):
+    # A token of clinic A's key naming clinic B's session (only a forged one
+    # could): the session is looked up within the key's clinic, so it is missing.
+    session_b = _session(clinic_b)
+    token = stream_token_issue(principal=_key_principal(clinic_a), session=_session(clinic_a)).token
+    payload = signing.loads(token, salt="voiceai.stream-token.v1")
+    forged = signing.dumps({**payload, "s": str(session_b.pk)}, salt="voiceai.stream-token.v1", compress=True)
+    with pytest.raises(NotFound) as info:
+        principal_for_socket(token=forged, user=None, session_id=session_b.pk, client_ip=None)
+    assert info.value.message == "Session not found."
+    assert not UsedStreamToken.objects.exists()
+
+
+def test_it_refuses_a_revoked_key_or_a_suspended_clinic_before_spending_the_token(clinic_a, api_key_a_clinician):
+    session = _session(clinic_a)
+    key = ApiKey.objects.get(clinic=clinic_a)
+    token = stream_token_issue(principal=_key_principal(clinic_a), session=session).token
+    Clinic.objects.filter(pk=clinic_a.pk).update(is_active=False)
+    with pytest.raises(ClinicSuspended):
+        principal_for_socket(token=token, user=None, session_id=session.pk, client_ip=None)
+    Clinic.objects.filter(pk=clinic_a.pk).update(is_active=True)
+    ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
+    with pytest.raises(InvalidStreamToken):
+        principal_for_socket(token=token, user=None, session_id=session.pk, client_ip=None)
+    assert not UsedStreamToken.objects.exists()

@@ -3,14 +3,17 @@ from datetime import timedelta
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from clinics.models import AuditEvent
+from clinics.access import Principal
+from clinics.models import AuditEvent, ClinicQuota
 from sessions import storage_keys
 from sessions.models import ConsultationSession, SessionStatus
 from sessions.selectors import clinic_usage, session_list, transcript_finals
-from sessions.services import session_create, session_end, session_erase, transcript_read
-from voiceai.errors import ClinicSuspended, Forbidden, InvalidInput, NotFound
+from sessions.services import SessionEnded, session_create, session_end, session_erase, stream_start, transcript_read
+from voiceai.errors import ClinicSuspended, Forbidden, InvalidInput, NotFound, QuotaExceeded
 
 
 def test_it_takes_engine_and_language_from_the_clinic(principal_clinician_a, clinic_a, settings):
@@ -86,3 +89,68 @@ def test_it_lists_and_reads_finals_through_the_access_layer(principal_b, princip
     assert list(session_list(principal=principal_clinician_a, external_ref="ref-1")) == [session]
     with pytest.raises(NotFound):
         transcript_finals(principal=principal_b, session=session)
+
+
+def _stream_start_audits(clinic) -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(clinic=clinic, action="stream.start"))
+
+
+@pytest.mark.django_db
+def test_it_takes_a_new_session_live_with_its_audit_row_in_one_statement(principal_clinician_a, clinic_a):
+    session = session_create(principal=principal_clinician_a)
+    with CaptureQueriesContext(connection) as queries:
+        started = stream_start(
+            principal=principal_clinician_a, session_id=session.pk, resume_from_byte=0, takeover=False
+        )
+    # BEGIN is not a query here; the usage read is remembered from session_create.
+    assert [q["sql"].split()[0] for q in queries] == ["WITH"]
+    session.refresh_from_db()
+    assert (session.status, session.started_at is not None, started.segments) == (SessionStatus.LIVE, True, 0)
+    [audit] = _stream_start_audits(clinic_a)
+    assert (audit.object_id, audit.actor_user, audit.details) == (
+        str(session.pk),
+        principal_clinician_a.user,
+        {"resume_from_byte": 0, "takeover": False, "finals_resent": 0},
+    )
+
+
+@pytest.mark.django_db
+def test_it_starts_a_stream_of_a_live_session_without_moving_its_start(principal_clinician_a, clinic_a):
+    session = session_create(principal=principal_clinician_a)
+    stream_start(principal=principal_clinician_a, session_id=session.pk, resume_from_byte=0, takeover=False)
+    session.refresh_from_db()
+    first_start = session.started_at
+    stream_start(principal=principal_clinician_a, session_id=session.pk, resume_from_byte=3200, takeover=True)
+    session.refresh_from_db()
+    assert (session.status, session.started_at) == (SessionStatus.LIVE, first_start)
+    assert [a.details for a in _stream_start_audits(clinic_a)] == [
+        {"resume_from_byte": 3200, "takeover": True, "finals_resent": 0},
+        {"resume_from_byte": 0, "takeover": False, "finals_resent": 0},
+    ]
+
+
+@pytest.mark.django_db
+def test_it_refuses_to_start_an_ended_or_foreign_session_and_audits_nothing(
+    principal_clinician_a, principal_b, clinic_a, clinic_b
+):
+    session = session_create(principal=principal_clinician_a)
+    # (Each refusal in a savepoint of its own: it rolls back the test's transaction otherwise.)
+    with pytest.raises(NotFound), transaction.atomic():
+        stream_start(principal=principal_b, session_id=session.pk, resume_from_byte=0, takeover=False)
+    ConsultationSession.objects.filter(pk=session.pk).update(status=SessionStatus.ENDED)
+    with pytest.raises(SessionEnded), transaction.atomic():
+        stream_start(principal=principal_clinician_a, session_id=session.pk, resume_from_byte=0, takeover=False)
+    assert _stream_start_audits(clinic_a) == _stream_start_audits(clinic_b) == []
+
+
+@pytest.mark.django_db
+def test_it_leaves_a_session_created_and_unaudited_when_the_quota_refuses(principal_clinician_a, clinic_a):
+    session = session_create(principal=principal_clinician_a)
+    ClinicQuota.objects.update_or_create(clinic=clinic_a, defaults={"storage_bytes": 0})
+    clinic_a.refresh_from_db()
+    principal = Principal(clinic=clinic_a, role=principal_clinician_a.role, user=principal_clinician_a.user)
+    with pytest.raises(QuotaExceeded), transaction.atomic():
+        stream_start(principal=principal, session_id=session.pk, resume_from_byte=0, takeover=False)
+    session.refresh_from_db()
+    assert (session.status, session.started_at) == (SessionStatus.CREATED, None)
+    assert _stream_start_audits(clinic_a) == []
