@@ -330,7 +330,9 @@ def _producer_specs(sessions: list[provision.BenchSession], port: int) -> list[d
     ]
 
 
-def trial_connect_cost(ctx: BenchContext, n: int, *, concurrency: int = 50, warm: int = 10) -> dict[str, Any]:
+def trial_connect_cost(
+    ctx: BenchContext, n: int, *, concurrency: int = 50, warm: int = 10, profiler: Any = None
+) -> dict[str, Any]:
     """Server CPU per producer connect: the process's CPU delta while ``n``
     producers connect (``Begin`` received) without streaming, ÷ n. A few
     connects first warm the process up (first database connection, lazy
@@ -347,6 +349,8 @@ def trial_connect_cost(ctx: BenchContext, n: int, *, concurrency: int = 50, warm
                 ctx, {"mode": "connect_only", "origin": origin, "streams": _producer_specs(warm_sessions, server.port)}
             )
             time.sleep(1.0)
+        if profiler is not None:  # bench.connect_cpu --profile: py-spy on the measured connects
+            profiler.attach(server.pid)
         sampler = _Sampler([server], None, [])
         spec = {
             "mode": "connect_only",
@@ -355,6 +359,8 @@ def trial_connect_cost(ctx: BenchContext, n: int, *, concurrency: int = 50, warm
             "streams": _producer_specs(sessions, server.port),
         }
         lg = run_loadgen(ctx, spec, sampler)
+        if profiler is not None:
+            profiler.stop()
         cpu = sampler.cpu1[0] - sampler.cpu0[0]
         wall = sampler.t1 - sampler.t0
         crashed = None if server.alive() else server.log_tail()

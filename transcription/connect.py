@@ -9,12 +9,16 @@ get through (docs/benchmarks.md). Here it is one call in a worker thread:
    clinic's quota read with it) — and whether the session may take audio
    at all: the consent gate reads the session row and clinic just read;
 2. the session's producer lease and one of the clinic's stream slots, in
-   one Redis step (``LiveStore.claim_slot_sync``);
+   one Redis step (``LiveStore.claim_slot_sync``) that also reads where the
+   session's control log stands (its relay position);
 3. the stored audio's length (only for a session that streamed before);
 4. one transaction: the session goes live, the stored finals are summed up,
-   the ``stream.start`` audit row — and the session's relay position read
-   while the row is locked, so an end committed after this check is an
-   event after that position, which the stream then subscribes from.
+   the ``stream.start`` audit row. The relay position was read before this
+   row lock, so an end committed after the lock's check is an event after
+   that position (the REST end publishes after its commit, and its commit
+   waits for this lock), which the stream then subscribes from; an end
+   committed before the check refuses the connect. Events between the
+   position and the lock are caught up on subscribe.
 
 A viewer's connect is the same single call: who connects, the relay
 position, the stored finals and the ``transcript.live_view`` audit row.
@@ -90,7 +94,12 @@ def producer_connect(
         # accepted, nothing is stored, the session does not go live.
         raise ConsentRequired()
     claim = live.claim_slot_sync(
-        clinic_id=session.clinic_id, session_id=session.pk, owner=owner, takeover=takeover, limit=auth.max_concurrent
+        clinic_id=session.clinic_id,
+        session_id=session.pk,
+        owner=owner,
+        takeover=takeover,
+        limit=auth.max_concurrent,
+        relay_meta_key=relay.relay_meta_key(session.clinic_id, relay.control_log(session.pk)),
     )
     if not claim.ok:
         raise StreamSlotsFull() if claim.refused == "quota_full" else ProducerActive()
@@ -110,7 +119,11 @@ def producer_connect(
                 finals_received=finals_received,
                 recent_ms=MAX_REPLAY_MS,
             )
-            relay_seq, relay_epoch = relay.position_sync(session.clinic_id, relay.control_log(session.pk))
+            if claim.relay_position is None:
+                relay_position = relay.position_sync(session.clinic_id, relay.control_log(session.pk))
+            else:
+                relay_position = claim.relay_position
+            relay_seq, relay_epoch = relay_position
     except BaseException:
         live.release_sync(clinic_id=session.clinic_id, session_id=session.pk, owner=owner)
         raise

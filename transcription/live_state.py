@@ -52,6 +52,9 @@ class Claim:
     # Why not ok: "producer_active" (another live lease) or "quota_full"
     # (the clinic's concurrent streams are all taken).
     refused: str = ""
+    # The session's relay log position (last seq, epoch) read in the same
+    # step, when the caller asked for it and the store could (Redis).
+    relay_position: tuple[int, str | None] | None = None
 
 
 def _now_ms() -> int:
@@ -110,6 +113,10 @@ redis.call('ZADD', KEYS[2], ARGV[4], ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'lease_until', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
+if #KEYS > 2 then
+  local position = redis.call('HMGET', KEYS[3], 'epoch', 'seq')
+  return {1, owner or '', '', position[1] or '', position[2] or '0'}
+end
 return {1, owner or '', ''}
 """
 
@@ -131,12 +138,21 @@ class LiveStore:
         raise NotImplementedError
 
     def claim_slot_sync(
-        self, *, clinic_id: object, session_id: object, owner: str, takeover: bool, limit: int
+        self,
+        *,
+        clinic_id: object,
+        session_id: object,
+        owner: str,
+        takeover: bool,
+        limit: int,
+        relay_meta_key: str | None = None,
     ) -> Claim:
         """The producer's connect, from its one worker-thread call: the
         session's lease (refused while another producer's is live, unless
         ``takeover``) and one of the clinic's ``limit`` stream slots, both
-        or neither, in one step."""
+        or neither, in one step — with, when granted, the position of the
+        relay log whose meta hash is ``relay_meta_key`` (``Claim.relay_position``;
+        None when this store can't read it)."""
         raise NotImplementedError
 
     def release_sync(self, *, clinic_id: object, session_id: object, owner: str) -> None:
@@ -200,14 +216,29 @@ class RedisLiveStore(LiveStore):
         self._quota = self._redis.register_script(_QUOTA_ACQUIRE)
 
     def claim_slot_sync(
-        self, *, clinic_id: object, session_id: object, owner: str, takeover: bool, limit: int
+        self,
+        *,
+        clinic_id: object,
+        session_id: object,
+        owner: str,
+        takeover: bool,
+        limit: int,
+        relay_meta_key: str | None = None,
     ) -> Claim:
         now, lease = _now_ms(), self.lease_ms()
-        ok, previous, refused = _sync_scripts(self._url)["claim_slot"](
-            keys=[live_state_key(clinic_id, session_id), quota_key(clinic_id)],
-            args=[owner, now, "1" if takeover else "0", now + lease, lease * 4, str(session_id), limit],
+        keys = [live_state_key(clinic_id, session_id), quota_key(clinic_id)]
+        if relay_meta_key is not None:
+            keys.append(relay_meta_key)
+        reply = _sync_scripts(self._url)["claim_slot"](
+            keys=keys, args=[owner, now, "1" if takeover else "0", now + lease, lease * 4, str(session_id), limit]
         )
-        return Claim(ok=bool(int(ok)), previous_owner=str(previous or ""), refused=str(refused or ""))
+        ok, previous, refused = reply[:3]
+        position = (int(reply[4] or 0), reply[3] or None) if len(reply) > 3 else None
+        if position is not None and position[1] is None:
+            position = (0, None)  # no log yet
+        return Claim(
+            ok=bool(int(ok)), previous_owner=str(previous or ""), refused=str(refused or ""), relay_position=position
+        )
 
     def release_sync(self, *, clinic_id: object, session_id: object, owner: str) -> None:
         _sync_scripts(self._url)["release"](
@@ -278,8 +309,16 @@ class MemoryLiveStore(LiveStore):
         self._viewers: dict[str, dict[str, int]] = {}
 
     def claim_slot_sync(
-        self, *, clinic_id: object, session_id: object, owner: str, takeover: bool, limit: int
+        self,
+        *,
+        clinic_id: object,
+        session_id: object,
+        owner: str,
+        takeover: bool,
+        limit: int,
+        relay_meta_key: str | None = None,
     ) -> Claim:
+        # The relay's position is the in-memory relay's (the caller reads it).
         # Called from a worker thread while the event loop uses the same
         # dicts: one lock makes it one step, as the Lua script is in Redis.
         with self._lock:

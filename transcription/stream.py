@@ -169,6 +169,7 @@ class ProducerStream:
         self._text_window = (0.0, 0)
         self._duration_warned = False
         self._control: Subscription | None = None
+        self._replaced_owner = ""  # whose lease this stream's claim took, if anyone's
         self._tasks: list[asyncio.Task] = []
         self._pump_task: asyncio.Task | None = None
         self._ending: StreamError | None = None  # why another task ends the stream
@@ -184,6 +185,7 @@ class ProducerStream:
         stored length known). Raises StreamError (the lease is released)."""
         clinic_id, session_id = self.session.clinic_id, self.session.pk
         claim, started = connected.claim, connected.started
+        self._replaced_owner = claim.previous_owner
         self.ledger.start_at(connected.parts.durable_bytes)
         # Stored finals a replay could produce again, and where the last ends.
         self.finals = self.flusher.finals = FinalsBook(
@@ -413,7 +415,9 @@ class ProducerStream:
             return True
         if kind == "viewer.joined":
             self._viewers_present = True
-        elif kind == "stream.takeover" and event.get("owner") != self.owner:
+        elif kind == "stream.takeover" and event.get("owner") not in (self.owner, self._replaced_owner):
+            # (The owner this stream's claim replaced may announce its own,
+            # older takeover late, after this stream's relay position: stale.)
             self._stop(StreamError(Close.CONFLICT, "taken_over", "Another connection took this session over."))
             return True
         return False

@@ -16,6 +16,8 @@ from tests.transcription.helpers import (
     pcm,
     receive_until,
 )
+from transcription import relay
+from transcription.live_state import get_live_store
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -189,6 +191,27 @@ async def test_it_refuses_a_second_producer_unless_it_takes_over(principal_clini
     code, _ = await expect_close(third, seconds=10)
     assert code == 1000
     for comm in (first, second, third):
+        await comm.disconnect()
+
+
+async def test_it_ignores_a_late_takeover_of_the_producer_it_replaced(principal_clinician_a, session_a):
+    # The producer a takeover replaced may announce its own, older takeover
+    # only after the newer one read its relay position: that one streams on.
+    first = await _connect(session_a, principal_clinician_a)
+    await receive_until(first, "Begin")
+    state = await get_live_store().snapshot(clinic_id=session_a.clinic_id, session_id=session_a.pk)
+    second = await _connect(session_a, principal_clinician_a, query="takeover=1")
+    await receive_until(second, "Begin")
+    code, _ = await expect_close(first)
+    assert code == 4409
+    await adb(relay.publish_sync)(
+        session_a.clinic_id, relay.control_log(session_a.pk), {"type": "stream.takeover", "owner": state["owner"]}
+    )
+    await second.send_to(bytes_data=pcm(FRAME))
+    await second.send_json_to({"type": "CloseStream"})
+    code, _ = await expect_close(second, seconds=10)
+    assert code == 1000
+    for comm in (first, second):
         await comm.disconnect()
 
 

@@ -493,3 +493,42 @@ async def test_it_forgets_an_ended_sessions_logs_in_memory_after_the_ended_expir
     memory.publish_sync(clinic, uuid.uuid4(), {"type": "transcript"})
     assert relay_events_key(clinic, session) not in memory._logs
     assert relay_events_key(clinic, control_log(session)) not in memory._logs
+
+
+@needs_redis
+async def test_it_reads_the_control_logs_position_in_the_claims_own_script(ids, settings):
+    """A producer's connect: the lease, the slot and where its control log
+    stands in one Redis step — the same position ``position_sync`` reads."""
+    import redis
+
+    from transcription import relay as relay_module
+    from transcription.live_state import RedisLiveStore, live_state_key, quota_key
+    from transcription.relay import control_log
+
+    clinic, session = ids
+    settings.REDIS_URL = REDIS_URL
+    store = RedisLiveStore(REDIS_URL)
+    meta = relay_meta_key(clinic, control_log(session))
+    keys = [meta, relay_events_key(clinic, control_log(session)), live_state_key(clinic, session), quota_key(clinic)]
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        fresh = store.claim_slot_sync(
+            clinic_id=clinic, session_id=session, owner="a", takeover=False, limit=5, relay_meta_key=meta
+        )
+        assert (fresh.ok, fresh.relay_position) == (True, (0, None))
+        relay_module.publish_sync(clinic, control_log(session), {"type": "viewer.joined"})
+        relay_module.publish_sync(clinic, control_log(session), {"type": "viewer.joined"})
+        again = store.claim_slot_sync(
+            clinic_id=clinic, session_id=session, owner="b", takeover=True, limit=5, relay_meta_key=meta
+        )
+        assert (again.ok, again.previous_owner) == (True, "a")
+        assert again.relay_position == relay_module.position_sync(clinic, control_log(session))
+        assert again.relay_position[0] == 2
+        refused = store.claim_slot_sync(
+            clinic_id=clinic, session_id=session, owner="c", takeover=False, limit=5, relay_meta_key=meta
+        )
+        assert (refused.ok, refused.refused, refused.relay_position) == (False, "producer_active", None)
+    finally:
+        client.delete(*keys)
+        client.close()
+        await store.aclose()
