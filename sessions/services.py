@@ -570,40 +570,40 @@ def stream_start(
     stored when its connection was already gone (the flush after a drop).
     ``None``: the client did not say, nothing is re-sent.
 
-    A connect costs a handful of small queries whatever the session's length
-    (a reconnect storm brings hundreds at once): the finals are summed up,
-    and only the last ``recent_ms`` of them are read. Joins the caller's
-    transaction when there is one (no savepoint).
+    A connect costs one statement for a new session, a few small queries
+    whatever the session's length for one that streamed before (a reconnect
+    storm brings hundreds at once): the finals are summed up, and only the
+    last ``recent_ms`` of them are read. Needs no transaction of its own (a
+    caller's is joined): the session's one change and its audit row are one
+    statement; the rest only reads, or audits a connect that changed nothing.
 
     Raises SessionEnded when the session is over, QuotaExceeded when the
     clinic's audio minutes or storage are used up (checked once per connect,
-    before the transaction commits the session live and its stream.start)."""
+    before the session goes live or a stream.start is audited)."""
     details = {"resume_from_byte": resume_from_byte, "takeover": takeover}
-    with transaction.atomic(savepoint=False):
-        status = _session_go_live(principal=principal, session_id=session_id, details={**details, "finals_resent": 0})
-        if status is None:
-            raise NotFound("Session not found.")
-        if status not in OPEN_STATUSES:
-            raise SessionEnded()
-        # A refusal here rolls back the go-live and its audit row with the
-        # transaction (savepoint=False: the caller's block can't commit them).
-        quota_ensure_available(clinic=principal.clinic, usage_max_age=AUDIO_USAGE_MAX_AGE_SECONDS)
-        started = StreamStart()
-        if status != SessionStatus.CREATED:
-            # The row just locked, of this clinic (the statement read it by both).
-            session = ConsultationSession(pk=access_session_id(session_id), clinic_id=principal.clinic.pk)
-            finals = segments_visible_to(principal, session)
-            summary = finals.aggregate(count=Count("id"), last_end=Max("end_ms"))
-            started.segments = summary["count"]
-            started.last_final_end_ms = summary["last_end"] or 0
-            if started.segments:
-                recent = finals.filter(end_ms__gte=started.last_final_end_ms - recent_ms)
-                started.recent_finals = dict(recent.values_list("segment_id", "end_ms"))
-            if finals_received is not None and finals_received < started.segments:
-                started.unreceived_finals = list(finals.order_by("id")[finals_received:])
-            _audit(
-                principal, AuditAction.STREAM_START, session.pk, **details, finals_resent=len(started.unreceived_finals)
-            )
+    # Before the statement that writes: a refusal leaves nothing behind.
+    quota_ensure_available(clinic=principal.clinic, usage_max_age=AUDIO_USAGE_MAX_AGE_SECONDS)
+    status = _session_go_live(principal=principal, session_id=session_id, details={**details, "finals_resent": 0})
+    if status is None:
+        raise NotFound("Session not found.")
+    if status not in OPEN_STATUSES:
+        raise SessionEnded()
+    started = StreamStart()
+    if status != SessionStatus.CREATED:
+        # The row the statement found, of this clinic (it read it by both). Each
+        # read below is a snapshot of its own either way (READ COMMITTED): no
+        # transaction around them.
+        session = ConsultationSession(pk=access_session_id(session_id), clinic_id=principal.clinic.pk)
+        finals = segments_visible_to(principal, session)
+        summary = finals.aggregate(count=Count("id"), last_end=Max("end_ms"))
+        started.segments = summary["count"]
+        started.last_final_end_ms = summary["last_end"] or 0
+        if started.segments:
+            recent = finals.filter(end_ms__gte=started.last_final_end_ms - recent_ms)
+            started.recent_finals = dict(recent.values_list("segment_id", "end_ms"))
+        if finals_received is not None and finals_received < started.segments:
+            started.unreceived_finals = list(finals.order_by("id")[finals_received:])
+        _audit(principal, AuditAction.STREAM_START, session.pk, **details, finals_resent=len(started.unreceived_finals))
     return started
 
 

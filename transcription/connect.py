@@ -12,13 +12,15 @@ get through (docs/benchmarks.md). Here it is one call in a worker thread:
    one Redis step (``LiveStore.claim_slot_sync``) that also reads where the
    session's control log stands (its relay position);
 3. the stored audio's length (only for a session that streamed before);
-4. one transaction: the session goes live, the stored finals are summed up,
-   the ``stream.start`` audit row. The relay position was read before this
-   row lock, so an end committed after the lock's check is an event after
-   that position (the REST end publishes after its commit, and its commit
-   waits for this lock), which the stream then subscribes from; an end
-   committed before the check refuses the connect. Events between the
-   position and the lock are caught up on subscribe.
+4. ``stream_start``: for a new session one statement (no transaction
+   around it: it is atomic alone) takes it live with its ``stream.start``
+   audit row; a session that streamed before has its stored finals summed
+   up. The relay position was read before that statement's row lock, so an
+   end committed after the lock's check is an event after that position
+   (the REST end publishes after its commit, and its commit waits for the
+   lock), which the stream then subscribes from; an end committed before
+   the check refuses the connect. Events between the position and the
+   check are caught up on subscribe.
 
 A viewer's connect is the same single call: who connects, the relay
 position, the stored finals and the ``transcript.live_view`` audit row.
@@ -27,8 +29,6 @@ position, the stored finals and the ``transcript.live_view`` audit row.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from django.db import transaction
 
 from sessions import audio_store
 from sessions.models import CLOSED_STATUSES, SessionStatus, TranscriptSegment
@@ -110,20 +110,19 @@ def producer_connect(
             parts = audio_store.PartsIndex(chain=[], durable_bytes=0, part_count=0)
         else:
             parts = audio_store.parts_scan(session)
-        with transaction.atomic():
-            started = stream_start(
-                principal=auth.principal,
-                session_id=session.pk,
-                resume_from_byte=parts.durable_bytes,
-                takeover=bool(claim.previous_owner),
-                finals_received=finals_received,
-                recent_ms=MAX_REPLAY_MS,
-            )
-            if claim.relay_position is None:
-                relay_position = relay.position_sync(session.clinic_id, relay.control_log(session.pk))
-            else:
-                relay_position = claim.relay_position
-            relay_seq, relay_epoch = relay_position
+        # Where the control log stands, read before the session's row is
+        # checked open (see the module docstring); Redis read it with the claim.
+        relay_seq, relay_epoch = claim.relay_position or relay.position_sync(
+            session.clinic_id, relay.control_log(session.pk)
+        )
+        started = stream_start(
+            principal=auth.principal,
+            session_id=session.pk,
+            resume_from_byte=parts.durable_bytes,
+            takeover=bool(claim.previous_owner),
+            finals_received=finals_received,
+            recent_ms=MAX_REPLAY_MS,
+        )
     except BaseException:
         live.release_sync(clinic_id=session.clinic_id, session_id=session.pk, owner=owner)
         raise
