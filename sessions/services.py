@@ -16,7 +16,6 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.db import transaction
-from django.db.models import Count, Max
 from django.utils import timezone
 
 from clinics.access import (
@@ -583,21 +582,19 @@ def stream_start(
     details = {"resume_from_byte": resume_from_byte, "takeover": takeover}
     # Before the statement that writes: a refusal leaves nothing behind.
     quota_ensure_available(clinic=principal.clinic, usage_max_age=AUDIO_USAGE_MAX_AGE_SECONDS)
-    status = _session_go_live(principal=principal, session_id=session_id, details={**details, "finals_resent": 0})
-    if status is None:
+    went = _session_go_live(principal=principal, session_id=session_id, details={**details, "finals_resent": 0})
+    if went is None:
         raise NotFound("Session not found.")
-    if status not in OPEN_STATUSES:
+    if went.status not in OPEN_STATUSES:
         raise SessionEnded()
     started = StreamStart()
-    if status != SessionStatus.CREATED:
+    if went.status != SessionStatus.CREATED:
         # The row the statement found, of this clinic (it read it by both). Each
         # read below is a snapshot of its own either way (READ COMMITTED): no
         # transaction around them.
         session = ConsultationSession(pk=access_session_id(session_id), clinic_id=principal.clinic.pk)
         finals = segments_visible_to(principal, session)
-        summary = finals.aggregate(count=Count("id"), last_end=Max("end_ms"))
-        started.segments = summary["count"]
-        started.last_final_end_ms = summary["last_end"] or 0
+        started.segments, started.last_final_end_ms = went.segments, went.last_final_end_ms
         if started.segments:
             recent = finals.filter(end_ms__gte=started.last_final_end_ms - recent_ms)
             started.recent_finals = dict(recent.values_list("segment_id", "end_ms"))
@@ -610,13 +607,20 @@ def stream_start(
 _GO_LIVE_SQL: dict[str, str] = {}
 
 
-def _session_go_live(*, principal: Principal, session_id: object, details: dict[str, Any]) -> str | None:
+@dataclass(frozen=True)
+class _GoLive:
+    status: str  # the row's status before the statement
+    segments: int  # its stored finals, and where the last one ends
+    last_final_end_ms: int
+
+
+def _session_go_live(*, principal: Principal, session_id: object, details: dict[str, Any]) -> _GoLive | None:
     """One statement for a producer's connect: lock the session's row (of
-    the principal's clinic only), take a never-streamed session live, and
-    write its ``stream.start`` audit row (``details``). Returns the status
-    the row had before (None: no such session in this clinic). A session
-    that streamed before changes nothing here: its audit row says how many
-    stored finals are re-sent, which the caller reads under this lock.
+    the principal's clinic only), take a never-streamed session live, write
+    its ``stream.start`` audit row (``details``), and sum up its stored
+    finals. None: no such session in this clinic. A session that streamed
+    before changes nothing here: its audit row says how many stored finals
+    are re-sent, which the caller reads next.
 
     A reconnect storm runs this hundreds of times at once: the ORM's lock,
     UPDATE and INSERT cost three round trips and more CPU in SQL compilation
@@ -636,6 +640,8 @@ def _session_go_live(*, principal: Principal, session_id: object, details: dict[
     if sql is None:
         table = connection.ops.quote_name(ConsultationSession._meta.db_table)
         audit_table = connection.ops.quote_name(AuditEvent._meta.db_table)
+        segment_table = connection.ops.quote_name(TranscriptSegment._meta.db_table)
+        end_col = connection.ops.quote_name(TranscriptSegment._meta.get_field("end_ms").column)
         sql = _GO_LIVE_SQL[connection.alias] = (
             f'WITH locked AS (SELECT s."id", s."status" FROM {table} s WHERE s."id" = %s AND s."clinic_id" = %s '  # noqa: S608 (names from model metadata; values are parameters)
             f"FOR UPDATE), "
@@ -643,7 +649,9 @@ def _session_go_live(*, principal: Principal, session_id: object, details: dict[
             f'WHERE s."id" = locked."id" AND locked."status" = %s RETURNING 1), '
             f"audited AS (INSERT INTO {audit_table} ({', '.join(columns)}) "
             f'SELECT {", ".join(["%s"] * len(columns))} FROM locked WHERE locked."status" = %s RETURNING 1) '
-            f'SELECT locked."status", (SELECT count(*) FROM live), (SELECT count(*) FROM audited) FROM locked'
+            f'SELECT locked."status", f.n, f.last_end, (SELECT count(*) FROM live), (SELECT count(*) FROM audited) '
+            f"FROM locked LEFT JOIN LATERAL (SELECT count(*) AS n, max(t.{end_col}) AS last_end FROM {segment_table} t "
+            f'WHERE t."clinic_id" = %s AND t."session_id" = locked."id") f ON true'
         )
     params = [
         session_pk,
@@ -653,11 +661,14 @@ def _session_go_live(*, principal: Principal, session_id: object, details: dict[
         SessionStatus.CREATED.value,
         *audit_values,
         SessionStatus.CREATED.value,
+        principal.clinic.pk,
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
-    return None if row is None else row[0]
+    return (
+        None if row is None else _GoLive(status=row[0], segments=int(row[1] or 0), last_final_end_ms=int(row[2] or 0))
+    )
 
 
 class FinalLike(Protocol):
