@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.db import transaction
+from django.db.models import Count, Max
 from django.utils import timezone
 
 from clinics.access import (
@@ -627,6 +628,8 @@ def _session_go_live(*, principal: Principal, session_id: object, details: dict[
     than the database spends on them."""
     session_pk = access_session_id(session_id)
     connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        return _session_go_live_orm(principal=principal, session_pk=session_pk, details=details)
     event = audit_event(
         clinic=principal.clinic,
         action=AuditAction.STREAM_START,
@@ -669,6 +672,24 @@ def _session_go_live(*, principal: Principal, session_id: object, details: dict[
     return (
         None if row is None else _GoLive(status=row[0], segments=int(row[1] or 0), last_final_end_ms=int(row[2] or 0))
     )
+
+
+def _session_go_live_orm(*, principal: Principal, session_pk: Any, details: dict[str, Any]) -> _GoLive | None:
+    """``_session_go_live`` for SQLite (``make run``): the same, in a few
+    ORM queries in one transaction."""
+    with transaction.atomic():
+        try:
+            session = access_session(principal, session_pk, for_update=True)
+        except NotFound:
+            return None
+        summary = segments_visible_to(principal, session).aggregate(count=Count("id"), last_end=Max("end_ms"))
+        went = _GoLive(status=session.status, segments=summary["count"], last_final_end_ms=summary["last_end"] or 0)
+        if session.status == SessionStatus.CREATED:
+            session.status = SessionStatus.LIVE
+            session.started_at = timezone.now()
+            session.save(update_fields=["status", "started_at"])
+            _audit(principal, AuditAction.STREAM_START, session.pk, **details)
+    return went
 
 
 class FinalLike(Protocol):
