@@ -6,6 +6,7 @@ The cross-clinic walk: clinic B's key calls every tool and reads every
 resource with clinic A's ids and search terms, over each transport, and
 sees nothing — the same answer as for an id that exists nowhere."""
 
+import http.client
 import json
 import uuid
 from collections.abc import Callable
@@ -150,3 +151,16 @@ def test_it_refuses_http_without_a_valid_api_key(consultations, server_factory):
         assert response.headers["www-authenticate"] == "Api-Key"
     authorized = {"Accept": "application/json, text/event-stream", "Authorization": f"Api-Key {consultations.key_b}"}
     assert httpx2.post(f"{server.url}/mcp", json=initialize, headers=authorized, timeout=10).status_code == 200
+
+
+def test_it_keeps_the_body_limit_in_front_of_mcp(consultations, server_factory):
+    server = server_factory()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.putrequest("POST", "/mcp")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", "5000000000")  # announced, never sent
+    conn.endheaders()
+    response = conn.getresponse()
+    assert response.status == 413
+    assert json.loads(response.read())["error"]["code"] == "request_too_large"
+    conn.close()
