@@ -35,6 +35,9 @@ from voiceai.body_limits import ASGIApp, Receive, Scope, Send
 from voiceai.client_ip import client_ip
 from voiceai.db import db_async
 from voiceai.errors import DomainError
+from voiceai.logging import get_logger
+
+log = get_logger(__name__)
 
 PATH = "/mcp"
 
@@ -106,16 +109,23 @@ class McpEndpoint:
         self._running: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def _ensure_running(self) -> None:
+    async def _ensure_running(self) -> bool:
+        """Whether the session manager runs (started by the first request)."""
         if self._running is None:
             self._running = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._serve(self._running))
         await self._running.wait()
+        return not self._task.done() if self._task is not None else False
 
     async def _serve(self, running: asyncio.Event) -> None:
-        async with self._manager.run():
-            running.set()
-            await asyncio.Event().wait()  # for the life of the process
+        try:
+            async with self._manager.run():
+                running.set()
+                await asyncio.Event().wait()  # for the life of the process
+        except Exception as exc:
+            log.error("mcp_http_stopped", error=type(exc).__name__)
+        finally:
+            running.set()  # nobody waits forever on a manager that will not run
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not _host_allowed(scope):
@@ -126,7 +136,9 @@ class McpEndpoint:
         except _Refused as exc:
             await _error(send, exc.status, exc.code, exc.message)
             return
-        await self._ensure_running()
+        if not await self._ensure_running():
+            await _error(send, 503, "unavailable", "The MCP server is not running; try again.")
+            return
         await self._manager.handle_request({**scope, SCOPE_PRINCIPAL: principal}, receive, send)
 
 
