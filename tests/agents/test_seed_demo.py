@@ -39,6 +39,7 @@ def test_it_seeds_searchable_consultations_and_mcp_once(tmp_path):
     for term, ref in (("頭痛", "demo-ja-headache"), ("発熱", "demo-ja-cough"), ("chest pain", "demo-en-chest-pain")):
         hits = list(transcript_search(principal=principal, query=search_query_parse(term)))
         assert {hit.session.external_ref for hit in hits} == {ref}, term
+    assert "MCP:          on for demo" in text
     assert "/mcp" in text and "manage.py mcp" in text
 
 
