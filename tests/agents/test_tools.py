@@ -138,11 +138,18 @@ async def test_it_lets_clinician_keys_in_only_when_the_clinic_allows_them(consul
         assert _data(await client.call_tool("list_live_sessions", {}))["consultations"]
 
 
-async def test_it_refuses_a_revoked_or_unknown_key(consultations):
-    async with inprocess_client("vai_nope_" + "x" * 40) as client:
+@pytest.mark.parametrize(
+    ("raw_key", "code"), [("", "not_authenticated"), ("vai_nope_" + "x" * 40, "authentication_failed")]
+)
+async def test_it_refuses_a_missing_or_unknown_key(consultations, raw_key, code):
+    async with inprocess_client(raw_key) as client:
         with pytest.raises(MCPError) as refused:
             await client.call_tool("list_live_sessions", {})
-    assert refused.value.error.data["code"] == "authentication_failed"
+        with pytest.raises(MCPError):
+            await client.read_resource(f"consultation://{consultations.ja.pk}/transcript")
+    assert refused.value.error.data["code"] == code
+    assert "VOICEAI_API_KEY" in refused.value.error.message
+    assert await _all_reads() == 0
 
 
 async def test_it_rate_limits_each_key(consultations, settings):
@@ -194,3 +201,19 @@ async def test_it_answers_a_bad_query_with_a_clear_tool_error(consultations):
         result = await client.call_tool("search_consultations", {"text": '""'})
     assert result.is_error
     assert "invalid_query" in result.content[0].text
+
+
+async def test_it_refuses_the_next_call_once_the_key_is_revoked(consultations):
+    @db_async
+    def revoke() -> None:
+        from clinics.models import ApiKey
+        from clinics.services import api_key_revoke
+
+        api_key_revoke(api_key=ApiKey.objects.get(name="mcp-a-admin"))
+
+    async with inprocess_client(consultations.key_a_admin) as client:
+        _data(await client.call_tool("list_live_sessions", {}))
+        await revoke()
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool("list_live_sessions", {})
+    assert refused.value.error.data["code"] == "authentication_failed"
