@@ -31,7 +31,7 @@ from clinics.access import Principal
 from clinics.api.authentication import KEYWORD
 from clinics.principals import principal_for_caller
 from clinics.services import api_key_authenticate
-from voiceai.body_limits import ASGIApp, Receive, Scope, Send
+from voiceai.body_limits import ASGIApp, Message, Receive, Scope, Send
 from voiceai.client_ip import client_ip
 from voiceai.db import db_async
 from voiceai.errors import DomainError
@@ -139,7 +139,20 @@ class McpEndpoint:
         if not await self._ensure_running():
             await _error(send, 503, "unavailable", "The MCP server is not running; try again.")
             return
-        await self._manager.handle_request({**scope, SCOPE_PRINCIPAL: principal}, receive, send)
+        await self._manager.handle_request({**scope, SCOPE_PRINCIPAL: principal}, receive, _no_store(send))
+
+
+def _no_store(send: Send) -> Send:
+    """Every answer is one clinic's data: no browser or proxy may keep a
+    copy (as REST's ``Cache-Control: private, no-store``)."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers") or [] if k.lower() != b"cache-control"]
+            message = {**message, "headers": [*headers, (b"cache-control", b"private, no-store")]}
+        await send(message)
+
+    return sending
 
 
 def with_mcp(app: ASGIApp) -> ASGIApp:

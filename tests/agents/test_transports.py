@@ -150,7 +150,9 @@ def test_it_refuses_http_without_a_valid_api_key(consultations, server_factory):
         assert response.json()["error"]["code"] == code
         assert response.headers["www-authenticate"] == "Api-Key"
     authorized = {"Accept": "application/json, text/event-stream", "Authorization": f"Api-Key {consultations.key_b}"}
-    assert httpx2.post(f"{server.url}/mcp", json=initialize, headers=authorized, timeout=10).status_code == 200
+    answered = httpx2.post(f"{server.url}/mcp", json=initialize, headers=authorized, timeout=10)
+    assert answered.status_code == 200
+    assert answered.headers["cache-control"] == "private, no-store"
 
 
 def test_it_keeps_the_body_limit_in_front_of_mcp(consultations, server_factory):
