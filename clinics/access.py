@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from clinics.models import ApiKey, AuditEvent, Clinic, ClinicQuota, Membership, Role, UsedStreamToken
+from clinics.models import ApiKey, AuditEvent, Clinic, ClinicQuota, McpKeyRoles, Membership, Role, UsedStreamToken
 from sessions.models import ConsultationSession, SegmentRevision, TranscriptSegment
 from voiceai.errors import ClinicSuspended, Forbidden, NotFound
 
@@ -69,6 +69,29 @@ def ensure_clinic_active(clinic: Clinic) -> None:
 def require_admin(principal: Principal) -> None:
     if not principal.is_admin:
         raise Forbidden("Only clinic admins may do this.", code="admin_required")
+
+
+def require_mcp_access(principal: Principal) -> None:
+    """AI assistants (the MCP server, ``agents/``) act with an API key of a
+    clinic that switched MCP on, and only with the key roles it allows."""
+    clinic = principal.clinic
+    if not clinic.mcp_enabled:
+        raise Forbidden(
+            "MCP access is switched off for this clinic. A clinic admin can turn it on "
+            "(mcp_enabled in PATCH /api/v1/clinic/).",
+            code="mcp_disabled",
+        )
+    if principal.api_key is None:
+        raise Forbidden("MCP access needs a clinic API key.", code="api_key_required")
+    allowed = principal.role == Role.ADMIN or (
+        principal.role == Role.CLINICIAN and clinic.mcp_key_roles == McpKeyRoles.ADMIN_CLINICIAN
+    )
+    if not allowed:
+        raise Forbidden(
+            f"This clinic lets only {clinic.get_mcp_key_roles_display().lower()} use MCP; this key's role is "
+            f"{principal.role}.",
+            code="mcp_role_not_allowed",
+        )
 
 
 # --- principals ------------------------------------------------------------

@@ -54,6 +54,7 @@ class ClinicForm(forms.ModelForm):
         fields = (
             "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "kms_key_id",
             "transcription_engine", "custom_vocabulary_name", "priority", "producer_grace_minutes", "consent_required",
+            "mcp_enabled", "mcp_key_roles",
         )  # fmt: skip
 
 
@@ -65,7 +66,7 @@ class ClinicAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     form = ClinicForm
     clinic_admin_permissions = frozenset({"view"})
     staff_permissions = frozenset({"view", "add", "change"})  # no delete: suspend instead
-    list_display = ("name", "slug", "default_language", "is_active", "consent_required", "created_at")
+    list_display = ("name", "slug", "default_language", "is_active", "consent_required", "mcp_enabled", "created_at")
     search_fields = ("name", "slug")
     actions = ("suspend_clinics", "reactivate_clinics")
 
@@ -81,6 +82,7 @@ class ClinicAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         return [
             "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "kms_key_id",
             "transcription_engine", "custom_vocabulary_name", "priority", "producer_grace_minutes", "consent_required",
+            "mcp_enabled", "mcp_key_roles",
             "quota_summary",
             "created_at",
         ]  # fmt: skip

@@ -23,6 +23,13 @@ class Role(models.TextChoices):
     CLINICIAN = "clinician", "Clinician"
 
 
+class McpKeyRoles(models.TextChoices):
+    """Which API keys may use the MCP server (agents/), once it is on."""
+
+    ADMIN = "admin", "Admin keys only"
+    ADMIN_CLINICIAN = "admin_clinician", "Admin and clinician keys"
+
+
 def validate_time_zone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
         raise ValidationError(f"{value!r} is not an IANA time zone name (e.g. Asia/Tokyo).")
@@ -60,6 +67,17 @@ class Clinic(models.Model):
     consent_required = models.BooleanField(
         default=True,
         help_text="Record the patient's consent on a session before any of its audio is accepted.",
+    )
+    mcp_enabled = models.BooleanField(
+        default=False,
+        help_text="Let AI assistants read this clinic's consultations through the MCP server (/mcp, read-only, "
+        "audited).",
+    )
+    mcp_key_roles = models.CharField(
+        max_length=16,
+        choices=McpKeyRoles.choices,
+        default=McpKeyRoles.ADMIN,
+        help_text="Which API keys may use the MCP server when it is on.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

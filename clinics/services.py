@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from clinics.audit import AuditAction, audit_record
-from clinics.models import ApiKey, Clinic, ClinicQuota, Language, Membership, Role
+from clinics.models import ApiKey, Clinic, ClinicQuota, Language, McpKeyRoles, Membership, Role
 from voiceai.errors import Conflict, InvalidInput, NotFound
 from voiceai.logging import get_logger
 
@@ -48,6 +48,8 @@ CLINIC_UPDATABLE_FIELDS = frozenset(
         "custom_vocabulary_name",
         "producer_grace_minutes",
         "consent_required",
+        "mcp_enabled",
+        "mcp_key_roles",
     }
 )
 QUOTA_FIELDS = frozenset({"max_concurrent_sessions", "max_session_seconds", "audio_minutes_per_month", "storage_bytes"})
@@ -104,6 +106,10 @@ def _validate_clinic_fields(fields: dict[str, Any]) -> None:
         errors["transcription_engine"] = "Must be local, fake, aws or empty."
     if "consent_required" in fields and not isinstance(fields["consent_required"], bool):
         errors["consent_required"] = "Must be true or false."
+    if "mcp_enabled" in fields and not isinstance(fields["mcp_enabled"], bool):
+        errors["mcp_enabled"] = "Must be true or false."
+    if "mcp_key_roles" in fields and fields["mcp_key_roles"] not in McpKeyRoles.values:
+        errors["mcp_key_roles"] = f"Must be one of {', '.join(McpKeyRoles.values)}."
     for int_field in ("retention_days", "priority"):
         if int_field in fields:
             value = fields[int_field]

@@ -912,3 +912,59 @@ def batch_finish(*, principal: Principal, session_id: Any, finals: list[FinalLik
     session.save(update_fields=["status", "ended_at", "progress"])
     _audit(principal, AuditAction.TRANSCRIPT_WRITE, session.pk, source="batch", segments=stored)
     log.info("batch_finished", session_id=str(session.pk), segments=stored)
+
+
+@dataclass(frozen=True)
+class ImportedFinal:
+    """A final of a consultation transcribed elsewhere (``session_import``)."""
+
+    segment_id: str
+    start_ms: int
+    end_ms: int
+    text: str
+    speaker: str = ""
+    revision: int = 0
+    confidence: float | None = None
+
+
+@transaction.atomic
+def session_import(
+    *,
+    principal: Principal,
+    language: str,
+    external_ref: str,
+    finals: list[FinalLike],
+    consent_method: str = "",
+) -> ConsultationSession:
+    """A consultation recorded and transcribed elsewhere, stored ended with
+    its finals and no audio (``source="import"``; seed_demo's demo
+    consultations). Unlike ``session_create`` the clinic's engine need not
+    transcribe the language: nothing is transcribed here."""
+    ensure_clinic_active(principal.clinic)
+    errors = _consent_errors(consent_method, "", required=principal.clinic.consent_required)
+    if language not in Language.values:
+        errors["language"] = f"Must be one of {', '.join(Language.values)}."
+    if not isinstance(external_ref, str) or len(external_ref) > EXTERNAL_REF_MAX:
+        errors["external_ref"] = f"Must be a string of at most {EXTERNAL_REF_MAX} characters."
+    if errors:
+        raise InvalidInput("The session has invalid fields.", details=errors)
+    now = timezone.now()
+    session = ConsultationSession.objects.create(
+        clinic=principal.clinic,
+        created_by=principal.user if principal.user is not None and principal.user.pk else None,
+        created_by_api_key=principal.api_key,
+        external_ref=external_ref,
+        language=language,
+        engine="import",
+        source="import",
+        status=SessionStatus.ENDED,
+        started_at=now,
+        ended_at=now,
+    )
+    _audit(principal, AuditAction.SESSION_CREATE, session.pk, language=language, engine=session.engine)
+    if consent_method:
+        session.save(update_fields=_consent_apply(principal, session, method=consent_method, note=""))
+        _audit(principal, AuditAction.CONSENT_RECORD, session.pk, method=consent_method, note=False)
+    stored = finals_store(principal=principal, session_id=session.pk, finals=finals)
+    _audit(principal, AuditAction.TRANSCRIPT_WRITE, session.pk, source="import", segments=stored)
+    return session

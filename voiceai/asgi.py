@@ -11,6 +11,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from agents.http import with_mcp  # noqa: E402
 from transcription.reaper import start_reaper  # noqa: E402
 from transcription.routing import WebSocketOriginGuard, install_token_redaction, websocket_urlpatterns  # noqa: E402
 from voiceai.body_limits import RequestBodyLimit  # noqa: E402
@@ -21,8 +22,9 @@ install_token_redaction()
 
 application = ProtocolTypeRouter(
     {
-        # Body limits before Django spools a byte (and before authentication).
-        "http": RequestBodyLimit(django_asgi_app),
+        # Body limits before Django spools a byte (and before authentication);
+        # /mcp is the MCP server for AI assistants (agents/, docs/mcp.md).
+        "http": RequestBodyLimit(with_mcp(django_asgi_app)),
         # No AuthMiddlewareStack: the consumers read the session cookie
         # themselves, only when there is no token and the Origin is trusted,
         # inside their one connect-time DB call.

@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "clinics",
     "sessions.apps.ConsultationsConfig",
     "transcription",
+    "agents",
 ]
 
 MIDDLEWARE = [
@@ -269,6 +270,10 @@ FAKE_ENGINE_DELAY_MS = env_int("FAKE_ENGINE_DELAY_MS", 0, minimum=0)
 FAKE_ENGINE_ECHO_FINAL_MS = env_int("FAKE_ENGINE_ECHO_FINAL_MS", 0, minimum=0)
 LOCAL_ENGINE_MAX_DECODERS = env_int("LOCAL_ENGINE_MAX_DECODERS", 2, minimum=1)
 STREAM_TOKEN_TTL_SECONDS = env_int("STREAM_TOKEN_TTL_SECONDS", 60, minimum=1)
+
+# The MCP server (agents/, docs/mcp.md): tool calls and resource reads per
+# API key per minute (Redis-counted when REDIS_URL is set).
+MCP_CALLS_PER_MINUTE = env_int("MCP_CALLS_PER_MINUTE", 60, minimum=1)
 STREAM_IDLE_TIMEOUT_SECONDS = env_float("STREAM_IDLE_TIMEOUT_SECONDS", 15.0)
 AUDIO_FLUSH_SECONDS = env_float("AUDIO_FLUSH_SECONDS", 1.0)
 SESSION_LEASE_SECONDS = env_int("SESSION_LEASE_SECONDS", 15, minimum=2)

@@ -3,7 +3,7 @@
 from rest_framework import serializers
 
 from clinics.api.fields import StrictBooleanField, StrictCharField, StrictChoiceField, StrictIntegerField
-from clinics.models import ApiKey, Clinic, Language, Membership, Role
+from clinics.models import ApiKey, Clinic, Language, McpKeyRoles, Membership, Role
 
 
 class NumberField(serializers.FloatField):
@@ -28,7 +28,7 @@ class QuotaUsageSerializer(serializers.Serializer):
 
 CLINIC_FIELDS = (
     "id", "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "producer_grace_minutes",
-    "consent_required",
+    "consent_required", "mcp_enabled", "mcp_key_roles",
     "created_at",
 )  # fmt: skip
 
@@ -50,6 +50,10 @@ class ClinicSerializer(serializers.Serializer):
     consent_required = serializers.BooleanField(
         help_text="Whether a session needs the patient's consent recorded before its audio is accepted."
     )
+    mcp_enabled = serializers.BooleanField(
+        help_text="Whether AI assistants may read the clinic's consultations through the MCP server (/mcp)."
+    )
+    mcp_key_roles = serializers.CharField(help_text="Which API keys may use the MCP server: admin or admin_clinician.")
     created_at = serializers.DateTimeField()
     role = serializers.CharField(help_text="Your role in this clinic.")
     quota = QuotaUsageSerializer()
@@ -73,6 +77,14 @@ class ClinicPatchSerializer(serializers.Serializer):
     producer_grace_minutes = serializers.IntegerField(required=False, min_value=1, max_value=720)
     consent_required = StrictBooleanField(
         required=False, help_text="Require the patient's consent on each session before its audio is accepted."
+    )
+    mcp_enabled = StrictBooleanField(
+        required=False, help_text="Let AI assistants read the clinic's consultations through the MCP server (/mcp)."
+    )
+    mcp_key_roles = StrictChoiceField(
+        choices=McpKeyRoles.choices,
+        required=False,
+        help_text="Which API keys may use the MCP server: admin (default) or admin_clinician.",
     )
     id = serializers.UUIDField(read_only=True)
     slug = serializers.CharField(read_only=True)

@@ -7,6 +7,7 @@ from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils.translation import gettext_lazy as _
 
+from sessions.search import QUERY_MAX_CHARS
 from sessions.services import CONSENT_NOTE_MAX
 from sessions.web.i18n import STATUS_LABELS
 
@@ -16,6 +17,13 @@ _DATE_BOUNDS = [MinValueValidator(date(2000, 1, 1)), MaxValueValidator(date(9000
 
 
 class SessionFilterForm(forms.Form):
+    q = forms.CharField(
+        label=_("Search transcripts"),
+        required=False,
+        max_length=QUERY_MAX_CHARS,
+        help_text=_("Words or “quoted phrases”, Japanese or English; every one must occur."),
+        widget=forms.TextInput(attrs={"type": "search", "autocomplete": "off"}),
+    )
     status = forms.ChoiceField(
         label=_("Status"),
         required=False,

@@ -19,6 +19,7 @@ from clinics.api.base import SESSION_CLINIC_KEY
 from clinics.models import Language
 from sessions.engine_support import clinic_engine, clinic_engine_languages
 from sessions.models import OPEN_STATUSES, SessionStatus
+from sessions.search import InvalidSearchQuery, search_hit, search_query_parse, transcript_search
 from sessions.selectors import audio_stored_ms, quota_with_usage, session_list, transcript_history
 from sessions.services import (
     RevisionConflict,
@@ -28,6 +29,7 @@ from sessions.services import (
     segment_correct,
     session_erase,
     transcript_read,
+    transcript_search_audit,
 )
 from sessions.web.forms import ClinicPickForm, ConsentForm, SessionFilterForm
 from sessions.web.i18n import LANGUAGE_LABELS, js_catalog
@@ -111,8 +113,12 @@ def _day_start(day: object) -> datetime:
 
 @console_view()
 def session_index(request: HttpRequest) -> HttpResponse:
+    """The consultations, or with ``q`` the transcript lines that match (the
+    same search as REST and the MCP tools), each linking to its moment."""
+    principal = console_principal(request)
     form = SessionFilterForm(request.GET or None)
     filters: dict[str, object] = {}
+    search = None
     if form.is_valid():
         data = form.cleaned_data
         filters = {
@@ -122,12 +128,30 @@ def session_index(request: HttpRequest) -> HttpResponse:
             # "To" includes the whole day.
             "created_before": _day_start(data["date_to"]) + timedelta(days=1) if data["date_to"] else None,
         }
-    sessions = session_list(principal=console_principal(request), **filters)
-    page = Paginator(sessions, PAGE_SIZE).get_page(request.GET.get("page"))
-    for session in page:
-        session.duration_text = clock(session.audio_duration_ms)
+        if data["q"].strip():
+            try:
+                search = search_query_parse(data["q"])
+            except InvalidSearchQuery:
+                form.add_error(
+                    "q", _("Enter words or “quoted phrases” to search for: at most 200 characters and 8 terms.")
+                )
     query = request.GET.copy()
     query.pop("page", None)
+    if search is not None:
+        page = Paginator(transcript_search(principal=principal, query=search, **filters), PAGE_SIZE).get_page(
+            request.GET.get("page")
+        )
+        segments = list(page.object_list)
+        transcript_search_audit(principal=principal, segments=segments, via="console")
+        hits = [{"hit": search_hit(s, search), "ts": clock(s.start_ms)} for s in segments]
+        return render(
+            request,
+            "console/session_list.html",
+            _base_context(request, form=form, page=page, hits=hits, searching=True, query=query.urlencode()),
+        )
+    page = Paginator(session_list(principal=principal, **filters), PAGE_SIZE).get_page(request.GET.get("page"))
+    for session in page:
+        session.duration_text = clock(session.audio_duration_ms)
     return render(
         request,
         "console/session_list.html",

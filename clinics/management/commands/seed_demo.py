@@ -9,9 +9,17 @@ command refuses to run with DEBUG off unless forced.
 The raw API key exists only when it is created; it is written to
 ``var/demo-api-key.txt`` (mode 600) so later runs can print it again without
 storing anything but the hash in the database.
+
+Once, too: three finished demo consultations (two Japanese, one English,
+made-up patients, imported as text: no audio) so transcript search and the
+MCP server have something to find, and MCP switched on for the clinic
+(admin keys, the demo key's role). The summary prints the MCP endpoint and
+the stdio command for an assistant's configuration (README, "AI
+assistants (MCP)").
 """
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +30,10 @@ from django.db import transaction
 
 from clinics.access import api_keys_visible_to, memberships_visible_to, system_principal
 from clinics.models import Clinic, Language, Role
-from clinics.services import api_key_create, clinic_create, membership_add
+from clinics.services import api_key_create, clinic_create, clinic_update, membership_add
+from sessions.models import ConsentMethod
+from sessions.selectors import session_list
+from sessions.services import ImportedFinal, session_import
 
 DEMO_SLUG = "demo"
 DEMO_KEY_NAME = "demo"
@@ -32,6 +43,41 @@ DEMO_USERS = (
     ("demo-admin", "demo-admin-pass", Role.ADMIN),
     ("demo-clinician", "demo-clinician-pass", Role.CLINICIAN),
     ("platform", "platform-demo-pass", None),
+)
+# Made-up consultations (no real patient): external ref, language, (speaker, text) in order.
+DEMO_CONSULTATIONS = (
+    (
+        "demo-ja-headache",
+        Language.JA_JP,
+        (
+            ("clinician", "今日はどうされましたか。"),
+            ("patient", "先週の火曜日から頭痛がひどくて、夜も眠れません。"),
+            ("clinician", "熱や吐き気はありますか。"),
+            ("patient", "熱はありませんが、少し吐き気があります。"),
+            ("clinician", "鎮痛薬を出しますので、一週間後にもう一度来てください。"),
+        ),
+    ),
+    (
+        "demo-ja-cough",
+        Language.JA_JP,
+        (
+            ("clinician", "咳はいつからですか。"),
+            ("patient", "三日前から咳と発熱があります。"),
+            ("clinician", "喉の痛みや息苦しさはありますか。"),
+            ("patient", "喉が少し痛いです。息苦しさはありません。"),
+        ),
+    ),
+    (
+        "demo-en-chest-pain",
+        Language.EN_US,
+        (
+            ("clinician", "What brings you in today?"),
+            ("patient", "I have had chest pain since last Tuesday, mostly at night."),
+            ("clinician", "Does the pain spread to your arm or jaw?"),
+            ("patient", "No, but I also get a headache in the mornings."),
+            ("clinician", "Let's do an ECG today and check your blood pressure."),
+        ),
+    ),
 )
 
 
@@ -55,6 +101,8 @@ class Command(BaseCommand):
             for username, password, role in DEMO_USERS:
                 self._ensure_user(clinic, username, password, role)
             raw_key = self._ensure_api_key(clinic, key_file)
+            self._ensure_consultations(clinic)
+        clinic.refresh_from_db()  # clinic_update saved its own copy of the row
         self._print_summary(clinic, raw_key, key_file)
 
     def _ensure_user(self, clinic: Clinic, username: str, password: str, role: str | None) -> None:
@@ -85,6 +133,28 @@ class Command(BaseCommand):
             handle.write(raw + "\n")
         return raw
 
+    def _ensure_consultations(self, clinic: Clinic) -> None:
+        """Once: the demo consultations, and MCP switched on with them (an
+        admin who switches it off later keeps it off)."""
+        principal = system_principal(clinic, label="seed_demo")
+        if session_list(principal=principal, external_ref=DEMO_CONSULTATIONS[0][0]).exists():
+            return
+        for external_ref, language, lines in DEMO_CONSULTATIONS:
+            finals = [
+                ImportedFinal(
+                    segment_id=f"{external_ref}-{n}", start_ms=n * 4000, end_ms=n * 4000 + 3500, text=text, speaker=who
+                )
+                for n, (who, text) in enumerate(lines)
+            ]
+            session_import(
+                principal=principal,
+                language=language,
+                external_ref=external_ref,
+                finals=finals,
+                consent_method=ConsentMethod.VERBAL,
+            )
+        clinic_update(clinic=clinic, actor=principal, mcp_enabled=True)
+
     def _print_summary(self, clinic: Clinic, raw_key: str | None, key_file: Path) -> None:
         base = f"http://127.0.0.1:{settings.PORT}"
         lines = [
@@ -106,6 +176,15 @@ class Command(BaseCommand):
                 f"and is not stored (revoke it in /admin/ and run seed_demo again for a new one)"
             )
         lines.append(f"  Try:          curl -H 'Authorization: Api-Key <key>' {base}/api/v1/sessions/")
+        manage = Path(settings.BASE_DIR) / "manage.py"
+        lines.append(
+            f"  MCP:          {'on' if clinic.mcp_enabled else 'OFF (PATCH /api/v1/clinic/ mcp_enabled)'} for "
+            f"{clinic.slug}; HTTP {base}/mcp with the header 'Authorization: Api-Key <key>'"
+        )
+        lines.append(
+            f"                stdio: VOICEAI_API_KEY=<key> DEBUG=1 {sys.executable} {manage} mcp "
+            "(Claude Desktop: README, 'AI assistants (MCP)')"
+        )
         engine = clinic.transcription_engine or settings.TRANSCRIPTION_ENGINE
         if engine == "local":
             lines.append(
