@@ -54,6 +54,7 @@ class ClinicForm(forms.ModelForm):
         fields = (
             "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "kms_key_id",
             "transcription_engine", "custom_vocabulary_name", "priority", "producer_grace_minutes", "consent_required",
+            "low_confidence_threshold",
         )  # fmt: skip
 
 
@@ -81,6 +82,7 @@ class ClinicAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         return [
             "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "kms_key_id",
             "transcription_engine", "custom_vocabulary_name", "priority", "producer_grace_minutes", "consent_required",
+            "low_confidence_threshold",
             "quota_summary",
             "created_at",
         ]  # fmt: skip

@@ -48,6 +48,7 @@ CLINIC_UPDATABLE_FIELDS = frozenset(
         "custom_vocabulary_name",
         "producer_grace_minutes",
         "consent_required",
+        "low_confidence_threshold",
     }
 )
 QUOTA_FIELDS = frozenset({"max_concurrent_sessions", "max_session_seconds", "audio_minutes_per_month", "storage_bytes"})
@@ -104,6 +105,10 @@ def _validate_clinic_fields(fields: dict[str, Any]) -> None:
         errors["transcription_engine"] = "Must be local, fake, aws or empty."
     if "consent_required" in fields and not isinstance(fields["consent_required"], bool):
         errors["consent_required"] = "Must be true or false."
+    if "low_confidence_threshold" in fields:
+        value = fields["low_confidence_threshold"]
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+            errors["low_confidence_threshold"] = "Must be a number from 0 to 1 (0 flags no final)."
     for int_field in ("retention_days", "priority"):
         if int_field in fields:
             value = fields[int_field]

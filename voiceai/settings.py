@@ -258,6 +258,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "LanguageEnum": "clinics.models.Language",
         "ConsentMethodEnum": "sessions.models.ConsentMethod",
+        "SpeakerRoleEnum": "sessions.models.SpeakerRole",
+        "RoleEnum": "clinics.models.Role",
     },
 }
 

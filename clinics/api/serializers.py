@@ -2,7 +2,13 @@
 
 from rest_framework import serializers
 
-from clinics.api.fields import StrictBooleanField, StrictCharField, StrictChoiceField, StrictIntegerField
+from clinics.api.fields import (
+    StrictBooleanField,
+    StrictCharField,
+    StrictChoiceField,
+    StrictFloatField,
+    StrictIntegerField,
+)
 from clinics.models import ApiKey, Clinic, Language, Membership, Role
 
 
@@ -26,9 +32,14 @@ class QuotaUsageSerializer(serializers.Serializer):
     storage_bytes = LimitSerializer()
 
 
+LOW_CONFIDENCE_HELP = (
+    "Finals whose engine confidence (0-1) is below this are flagged needs_review for the clinician to check "
+    "first; 0 flags none. Default 0.6."
+)
+
 CLINIC_FIELDS = (
     "id", "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "producer_grace_minutes",
-    "consent_required",
+    "consent_required", "low_confidence_threshold",
     "created_at",
 )  # fmt: skip
 
@@ -50,6 +61,7 @@ class ClinicSerializer(serializers.Serializer):
     consent_required = serializers.BooleanField(
         help_text="Whether a session needs the patient's consent recorded before its audio is accepted."
     )
+    low_confidence_threshold = serializers.FloatField(help_text=LOW_CONFIDENCE_HELP)
     created_at = serializers.DateTimeField()
     role = serializers.CharField(help_text="Your role in this clinic.")
     quota = QuotaUsageSerializer()
@@ -73,6 +85,9 @@ class ClinicPatchSerializer(serializers.Serializer):
     producer_grace_minutes = serializers.IntegerField(required=False, min_value=1, max_value=720)
     consent_required = StrictBooleanField(
         required=False, help_text="Require the patient's consent on each session before its audio is accepted."
+    )
+    low_confidence_threshold = StrictFloatField(
+        required=False, min_value=0.0, max_value=1.0, help_text=LOW_CONFIDENCE_HELP
     )
     id = serializers.UUIDField(read_only=True)
     slug = serializers.CharField(read_only=True)
