@@ -7,9 +7,16 @@ from django.utils import timezone
 
 from clinics.models import AuditEvent
 from sessions import storage_keys
-from sessions.models import ConsultationSession, SessionStatus
+from sessions.models import ConsultationSession, SessionStatus, TranscriptSegment
 from sessions.selectors import clinic_usage, session_list, transcript_finals
-from sessions.services import session_create, session_end, session_erase, transcript_read
+from sessions.services import (
+    segment_confirm,
+    session_create,
+    session_end,
+    session_erase,
+    speaker_roles_set,
+    transcript_read,
+)
 from voiceai.errors import ClinicSuspended, Forbidden, InvalidInput, NotFound
 
 
@@ -86,3 +93,17 @@ def test_it_lists_and_reads_finals_through_the_access_layer(principal_b, princip
     assert list(session_list(principal=principal_clinician_a, external_ref="ref-1")) == [session]
     with pytest.raises(NotFound):
         transcript_finals(principal=principal_b, session=session)
+
+
+def test_it_keeps_another_clinics_segments_out_of_review_and_roles(principal_b, clinic_a):
+    session = ConsultationSession.objects.create(clinic=clinic_a, language="en-US", engine="fake")
+    TranscriptSegment.objects.create(
+        clinic=clinic_a, session=session, segment_id="s1", start_ms=0, end_ms=9, text="x", confidence=0.1
+    )
+    with pytest.raises(NotFound):
+        segment_confirm(principal=principal_b, session=session, segment_id="s1", revision=0)
+    with pytest.raises(NotFound):
+        speaker_roles_set(principal=principal_b, session=session, roles={"spk_0": "patient"})
+    session.refresh_from_db()
+    assert session.speaker_roles == {}
+    assert TranscriptSegment.objects.get(session=session).reviewed_at is None
