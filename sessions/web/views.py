@@ -241,12 +241,15 @@ def segment_confirmation(request: HttpRequest, session_id: str) -> HttpResponse:
 @require_http_methods(["POST"])
 def session_speakers(request: HttpRequest, session_id: str) -> HttpResponse:
     """Who each speaker label is, from the consultation's page: one select
-    per label heard (``role-<label>``); an empty choice leaves it unknown."""
+    per label heard (``role-<label>``); an empty choice leaves it unknown.
+    Any choice replaces the first guess."""
     principal = console_principal(request)
     session = access_session(principal, session_id)
-    roles = {
-        key.removeprefix("role-"): value for key, value in request.POST.items() if key.startswith("role-") and value
-    }
+    posted = {key.removeprefix("role-"): value for key, value in request.POST.items() if key.startswith("role-")}
+    # The form lists the labels heard; a role set over REST for a label not
+    # heard yet (a mapping chosen when starting) is kept.
+    kept = {label: role for label, role in (session.speaker_roles or {}).items() if label not in posted}
+    roles = kept | {label: role for label, role in posted.items() if role}
     try:
         speaker_roles_set(principal=principal, session=session, roles=roles)
     except InvalidInput:

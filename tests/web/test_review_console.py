@@ -94,3 +94,11 @@ def test_it_answers_404_for_another_clinics_consultation(session_a, user_b, labe
     session_a.refresh_from_db()
     assert session_a.speaker_roles == {}
     assert not TranscriptSegment.objects.filter(session=session_a, reviewed_at__isnull=False).exists()
+
+
+def test_it_keeps_a_role_set_for_a_label_not_heard_yet(session_a, clinician_a, labelled_a):
+    session_a.speaker_roles = {"spk_7": "family"}
+    session_a.save(update_fields=["speaker_roles"])
+    signed_in(clinician_a).post(f"/sessions/{session_a.pk}/speakers/", {"role-spk_0": "clinician", "role-spk_1": ""})
+    session_a.refresh_from_db()
+    assert session_a.speaker_roles == {"spk_0": "clinician", "spk_7": "family"}
