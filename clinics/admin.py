@@ -55,6 +55,7 @@ class ClinicForm(forms.ModelForm):
             "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "kms_key_id",
             "transcription_engine", "custom_vocabulary_name", "priority", "producer_grace_minutes", "consent_required",
             "mcp_enabled", "mcp_key_roles",
+            "low_confidence_threshold",
         )  # fmt: skip
 
 
@@ -83,6 +84,7 @@ class ClinicAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
             "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "kms_key_id",
             "transcription_engine", "custom_vocabulary_name", "priority", "producer_grace_minutes", "consent_required",
             "mcp_enabled", "mcp_key_roles",
+            "low_confidence_threshold",
             "quota_summary",
             "created_at",
         ]  # fmt: skip

@@ -20,6 +20,8 @@ class AuditAction:
     TRANSCRIPT_READ = "transcript.read"
     TRANSCRIPT_WRITE = "transcript.write"
     TRANSCRIPT_CORRECT = "transcript.correct"
+    TRANSCRIPT_CONFIRM = "transcript.confirm"
+    SPEAKER_ROLES_SET = "session.speaker_roles"
     AUDIO_READ = "audio.read"
     AUDIO_WRITE = "audio.write"
     LIVE_VIEW = "transcript.live_view"

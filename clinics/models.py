@@ -35,6 +35,15 @@ def validate_time_zone(value: str) -> None:
         raise ValidationError(f"{value!r} is not an IANA time zone name (e.g. Asia/Tokyo).")
 
 
+# A final's confidence is the mean of its words' (AWS Transcribe's item
+# confidences; the offline engine's word posteriors). Below 0.6 the mean
+# means several words were guesses — the lines worth a clinician's look —
+# while clear speech sits at 0.85-1.0 on both engines, so the default flags
+# few lines of a good recording instead of training clinicians to ignore
+# the flag. A clinic tunes it to its room and engine.
+DEFAULT_LOW_CONFIDENCE_THRESHOLD = 0.6
+
+
 class Clinic(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
@@ -78,6 +87,12 @@ class Clinic(models.Model):
         choices=McpKeyRoles.choices,
         default=McpKeyRoles.ADMIN,
         help_text="Which API keys may use the MCP server when it is on.",
+    )
+    low_confidence_threshold = models.FloatField(
+        default=DEFAULT_LOW_CONFIDENCE_THRESHOLD,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Finals whose engine confidence is below this (0-1) are flagged for the clinician to check "
+        "first; 0 flags none.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

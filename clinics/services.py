@@ -50,6 +50,7 @@ CLINIC_UPDATABLE_FIELDS = frozenset(
         "consent_required",
         "mcp_enabled",
         "mcp_key_roles",
+        "low_confidence_threshold",
     }
 )
 QUOTA_FIELDS = frozenset({"max_concurrent_sessions", "max_session_seconds", "audio_minutes_per_month", "storage_bytes"})
@@ -110,6 +111,10 @@ def _validate_clinic_fields(fields: dict[str, Any]) -> None:
         errors["mcp_enabled"] = "Must be true or false."
     if "mcp_key_roles" in fields and fields["mcp_key_roles"] not in McpKeyRoles.values:
         errors["mcp_key_roles"] = f"Must be one of {', '.join(McpKeyRoles.values)}."
+    if "low_confidence_threshold" in fields:
+        value = fields["low_confidence_threshold"]
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+            errors["low_confidence_threshold"] = "Must be a number from 0 to 1 (0 flags no final)."
     for int_field in ("retention_days", "priority"):
         if int_field in fields:
             value = fields[int_field]

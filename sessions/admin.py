@@ -23,7 +23,7 @@ from clinics.access import Principal
 from clinics.admin_scoping import TenantScopedAdminMixin, actor_for, administered_clinic_ids, is_platform_staff
 from clinics.audit import AuditAction, audit_record
 from clinics.models import Role
-from sessions import services, storage_keys
+from sessions import formats, services, storage_keys
 from sessions.models import OPEN_STATUSES, ConsultationSession, TranscriptSegment
 from sessions.storage import storage_iter_range, storage_size
 from voiceai.errors import DomainError
@@ -60,7 +60,7 @@ class TranscriptSegmentInline(TenantScopedAdminMixin, admin.TabularInline):
     model = TranscriptSegment
     clinic_admin_permissions = frozenset({"view"})
     staff_permissions = frozenset({"view"})
-    fields = ("start_ms", "end_ms", "speaker", "text", "confidence", "is_final", "revision")
+    fields = ("start_ms", "end_ms", "speaker", "text", "confidence", "is_final", "revision", "reviewed_at")
     readonly_fields = fields
     ordering = ("start_ms", "id")
     extra = 0
@@ -88,6 +88,7 @@ class ConsultationSessionAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         "external_ref", "created_by", "created_by_api_key", "created_at", "started_at", "ended_at",
         "audio_player", "audio_duration_ms", "audio_bytes", "storage_key", "audio_sha256",
         "consent_method", "consent_recorded_at", "consent_recorded_by", "consent_note",
+        "speaker_roles", "speaker_roles_set_by",
     )  # fmt: skip
     readonly_fields = fields
 
@@ -213,15 +214,22 @@ class TranscriptSegmentAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     form = TranscriptSegmentForm
     clinic_admin_permissions = frozenset({"view", "change"})
     staff_permissions = frozenset({"view", "change"})
-    list_display = ("session", "segment_id", "start_ms", "end_ms", "speaker", "is_final", "revision")
+    list_display = (
+        "session", "segment_id", "start_ms", "end_ms", "speaker", "is_final", "revision", "needs_review",
+    )  # fmt: skip
     list_filter = ("is_final",)
     search_fields = ("=session__id", "=segment_id")
     fields = (
         "session", "clinic", "segment_id", "revision", "start_ms", "end_ms", "text", "speaker", "confidence",
-        "is_final", "created_at",
+        "needs_review", "reviewed_by", "reviewed_at", "is_final", "created_at",
     )  # fmt: skip
     readonly_fields = ("session", "clinic", "segment_id", "revision", "start_ms", "end_ms", "confidence",
-                       "is_final", "created_at")  # fmt: skip
+                       "needs_review", "reviewed_by", "reviewed_at", "is_final", "created_at")  # fmt: skip
+
+    @admin.display(description="Needs review", boolean=True)
+    def needs_review(self, obj: TranscriptSegment) -> bool:
+        # The clinic's threshold; saving a corrected text clears it (segment_correct).
+        return obj.is_final and formats.needs_review(obj, obj.clinic.low_confidence_threshold)
 
     def scope_queryset(self, principal: Principal) -> QuerySet:
         return access.transcript_segments_visible_to(principal)

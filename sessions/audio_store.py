@@ -27,7 +27,7 @@ from django.core.files.storage import FileSystemStorage, Storage, default_storag
 
 from sessions import storage_keys
 from sessions.audio import wav_header
-from sessions.formats import SegmentLike, transcript_document
+from sessions.formats import SegmentLike, speaker_roles, transcript_document
 
 # Parts whose size is checked against their name on a scan. Writes are
 # serial per owner, so only the newest parts can be cut short by a crash.
@@ -181,10 +181,12 @@ def transcript_json_write(
 ) -> str:
     """(Re)write the session's ``transcript.json`` beside its WAV."""
     storage = _storage(storage)
+    segments = list(segments)
     document = transcript_document(
         segments,
         session_id=session.pk,
         language=session.language,
+        roles=speaker_roles((s.speaker for s in segments), session.speaker_roles),
         sample_rate=session.sample_rate,
         audio_ms=audio_ms,
         audio_sha256=sha256,

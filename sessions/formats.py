@@ -17,6 +17,16 @@ CONTENT_TYPES = {
 }
 
 
+# Role names in text exports, in the consultation's language (JSON carries
+# the role codes). Kept here, not in gettext: a download's language is the
+# session's, not the language of whoever downloads it.
+ROLE_LABELS = {
+    "ja-JP": {"clinician": "医師", "patient": "患者", "family": "家族", "other": "その他"},
+    "en-US": {"clinician": "Clinician", "patient": "Patient", "family": "Family", "other": "Other"},
+}
+FIRST_GUESS_ROLE = "clinician"
+
+
 class SegmentLike(Protocol):
     segment_id: str
     revision: int
@@ -25,6 +35,38 @@ class SegmentLike(Protocol):
     text: str
     speaker: str
     confidence: float | None
+
+
+def speaker_roles(labels: Iterable[str], stored: dict[str, str] | None) -> dict[str, str]:
+    """The roles of a session's speaker ``labels`` (in the order heard): the
+    mapping a person set (``stored``), or while there is none the first
+    guess — the first label heard is the clinician (who opens the
+    consultation), the others unknown. No labels, no roles: transcripts
+    without labels read as before."""
+    if stored:
+        return dict(stored)
+    for label in labels:
+        if label:
+            return {label: FIRST_GUESS_ROLE}
+    return {}
+
+
+def needs_review(segment: SegmentLike, threshold: float) -> bool:
+    """A final to check first: the engine was unsure of it and no clinician
+    has confirmed or corrected it. No confidence (an engine that gives none)
+    is never flagged. ``sessions.selectors.REVIEW_FILTER`` is the same rule
+    as a query."""
+    confidence = segment.confidence
+    return confidence is not None and confidence < threshold and getattr(segment, "reviewed_at", None) is None
+
+
+def _speaker_text(s: SegmentLike, roles: dict[str, str] | None, language: str) -> str:
+    """``Clinician (spk_0)``: the role where known, the label kept."""
+    role = (roles or {}).get(s.speaker)
+    if not role:
+        return s.speaker
+    label = ROLE_LABELS.get(language, ROLE_LABELS["en-US"]).get(role, role)
+    return f"{label} ({s.speaker})"
 
 
 def _one_line(text: str) -> str:
@@ -55,22 +97,37 @@ def transcript_document(
     session_id: object,
     language: str,
     history: dict[Any, list[RevisionLike]] | None = None,
+    roles: dict[str, str] | None = None,
+    review_threshold: float | None = None,
     **header: Any,
 ) -> dict[str, Any]:
     """The transcript as one JSON document: the download (``json``), the
     export and the ``transcript.json`` stored beside the audio (which adds
     ``header`` fields: sample rate, audio length, sha256) all use this.
     Texts are the latest revision; with ``history`` (corrections by segment
-    row id) each segment also carries its engine text and its corrections."""
-    return {
-        "session_id": str(session_id),
-        "language": language,
-        **header,
-        "segments": [_segment_entry(s, history) for s in segments],
-    }
+    row id) each segment also carries its engine text and its corrections.
+    ``roles`` (``speaker_roles``) adds ``speaker_role`` to labelled
+    segments and the mapping itself when there are labels;
+    ``review_threshold`` (the clinic's) adds each final's review flag and
+    the number flagged — left out of ``transcript.json``, whose threshold
+    would go stale when the clinic changes it."""
+    segments = list(segments)
+    document: dict[str, Any] = {"session_id": str(session_id), "language": language, **header}
+    if roles:
+        document["speaker_roles"] = roles
+    entries = [_segment_entry(s, history, roles, review_threshold) for s in segments]
+    if review_threshold is not None:
+        document["needs_review_count"] = sum(1 for e in entries if e["needs_review"])
+    document["segments"] = entries
+    return document
 
 
-def _segment_entry(s: SegmentLike, history: dict[Any, list[RevisionLike]] | None) -> dict[str, Any]:
+def _segment_entry(
+    s: SegmentLike,
+    history: dict[Any, list[RevisionLike]] | None,
+    roles: dict[str, str] | None = None,
+    review_threshold: float | None = None,
+) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "segment_id": s.segment_id,
         "revision": s.revision,
@@ -80,6 +137,13 @@ def _segment_entry(s: SegmentLike, history: dict[Any, list[RevisionLike]] | None
         "speaker": s.speaker,
         "confidence": s.confidence,
     }
+    if roles and s.speaker:
+        entry["speaker_role"] = roles.get(s.speaker)
+    if review_threshold is not None:
+        reviewed_at = getattr(s, "reviewed_at", None)
+        entry["needs_review"] = needs_review(s, review_threshold)
+        entry["reviewed_by"] = getattr(s, "reviewed_by", "")
+        entry["reviewed_at"] = reviewed_at.isoformat() if hasattr(reviewed_at, "isoformat") else reviewed_at
     if history is not None:
         revisions = history.get(getattr(s, "pk", None), [])
         entry["original_text"] = revisions[0].text_before if revisions else s.text
@@ -98,15 +162,21 @@ def revision_entry(r: RevisionLike) -> dict[str, Any]:
     }
 
 
-def transcript_as_json(segments: Iterable[SegmentLike], *, session_id: object, language: str) -> str:
-    return json.dumps(transcript_document(segments, session_id=session_id, language=language), ensure_ascii=False)
+def transcript_as_json(
+    segments: Iterable[SegmentLike], *, session_id: object, language: str, roles: dict[str, str] | None = None
+) -> str:
+    return json.dumps(
+        transcript_document(segments, session_id=session_id, language=language, roles=roles), ensure_ascii=False
+    )
 
 
-def transcript_as_txt(segments: Iterable[SegmentLike]) -> str:
+def transcript_as_txt(
+    segments: Iterable[SegmentLike], *, roles: dict[str, str] | None = None, language: str = "en-US"
+) -> str:
     lines = []
     for s in segments:
         text = _one_line(s.text)
-        lines.append(f"{s.speaker}: {text}" if s.speaker else text)
+        lines.append(f"{_speaker_text(s, roles, language)}: {text}" if s.speaker else text)
     return "\n".join(lines) + ("\n" if lines else "")
 
 
@@ -115,33 +185,44 @@ def _vtt_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def transcript_as_vtt(segments: Iterable[SegmentLike]) -> str:
+def transcript_as_vtt(
+    segments: Iterable[SegmentLike], *, roles: dict[str, str] | None = None, language: str = "en-US"
+) -> str:
     cues = ["WEBVTT", ""]
     for s in segments:
         text = _vtt_escape(_one_line(s.text))
         if s.speaker:
-            text = f"<v {_vtt_escape(_one_line(s.speaker))}>{text}"
+            text = f"<v {_vtt_escape(_one_line(_speaker_text(s, roles, language)))}>{text}"
         cues += [f"{_timestamp(s.start_ms, '.')} --> {_timestamp(s.end_ms, '.')}", text, ""]
     return "\n".join(cues)
 
 
-def transcript_as_srt(segments: Iterable[SegmentLike]) -> str:
+def transcript_as_srt(
+    segments: Iterable[SegmentLike], *, roles: dict[str, str] | None = None, language: str = "en-US"
+) -> str:
     blocks = []
     for index, s in enumerate(segments, start=1):
         text = _one_line(s.text)
         if s.speaker:
-            text = f"{s.speaker}: {text}"
+            text = f"{_speaker_text(s, roles, language)}: {text}"
         blocks.append(f"{index}\n{_timestamp(s.start_ms, ',')} --> {_timestamp(s.end_ms, ',')}\n{text}\n")
     return "\n".join(blocks)
 
 
-def transcript_render(segments: list[SegmentLike], *, fmt: str, session_id: object, language: str) -> str:
+def transcript_render(
+    segments: list[SegmentLike],
+    *,
+    fmt: str,
+    session_id: object,
+    language: str,
+    roles: dict[str, str] | None = None,
+) -> str:
     if fmt == "json":
-        return transcript_as_json(segments, session_id=session_id, language=language)
+        return transcript_as_json(segments, session_id=session_id, language=language, roles=roles)
     if fmt == "txt":
-        return transcript_as_txt(segments)
+        return transcript_as_txt(segments, roles=roles, language=language)
     if fmt == "vtt":
-        return transcript_as_vtt(segments)
+        return transcript_as_vtt(segments, roles=roles, language=language)
     if fmt == "srt":
-        return transcript_as_srt(segments)
+        return transcript_as_srt(segments, roles=roles, language=language)
     raise ValueError(f"unknown transcript format {fmt!r}")

@@ -20,7 +20,7 @@ from clinics.access import Principal, audit_events_visible_to, sessions_visible_
 from clinics.audit import AuditAction, audit_record
 from clinics.models import Clinic
 from sessions import storage_keys
-from sessions.formats import transcript_as_json, transcript_as_txt
+from sessions.formats import speaker_roles, transcript_as_json, transcript_as_txt
 from sessions.live import producer_attached
 from sessions.models import ConsultationSession, SessionStatus
 from sessions.selectors import transcript_finals
@@ -245,10 +245,12 @@ def clinic_export(*, clinic: Clinic, out_path: Path) -> int:
 def _export_session(archive: zipfile.ZipFile, *, principal: Principal, session: ConsultationSession) -> dict:
     folder = f"{session.pk}/"
     segments = list(transcript_finals(principal=principal, session=session))
+    roles = speaker_roles((s.speaker for s in segments), session.speaker_roles)
     archive.writestr(
-        folder + "transcript.json", transcript_as_json(segments, session_id=session.pk, language=session.language)
+        folder + "transcript.json",
+        transcript_as_json(segments, session_id=session.pk, language=session.language, roles=roles),
     )
-    archive.writestr(folder + "transcript.txt", transcript_as_txt(segments))
+    archive.writestr(folder + "transcript.txt", transcript_as_txt(segments, roles=roles, language=session.language))
     audit_record(
         clinic=principal.clinic,
         action=AuditAction.TRANSCRIPT_READ,

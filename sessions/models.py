@@ -23,6 +23,15 @@ class ConsentMethod(models.TextChoices):
     WRITTEN = "written", "Written"
 
 
+class SpeakerRole(models.TextChoices):
+    """Who a speaker label (the engine's ``spk_0``...) is in the consultation."""
+
+    CLINICIAN = "clinician", "Clinician"
+    PATIENT = "patient", "Patient"
+    FAMILY = "family", "Family"
+    OTHER = "other", "Other"
+
+
 class ConsultationSession(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="sessions")
@@ -53,6 +62,12 @@ class ConsultationSession(models.Model):
     consent_recorded_at = models.DateTimeField(null=True, blank=True)
     consent_recorded_by = models.CharField(max_length=200, blank=True, help_text="Who recorded it (audit label).")
     consent_note = models.CharField(max_length=500, blank=True)
+    # The engine's speaker labels mapped to roles ({"spk_0": "clinician"}), as a
+    # person set them; empty means nobody has yet and readers use the first
+    # guess (``sessions.formats.speaker_roles``). A handful of labels per
+    # consultation, read with the session: a JSON field, not a table.
+    speaker_roles = models.JSONField(default=dict, blank=True)
+    speaker_roles_set_by = models.CharField(max_length=200, blank=True, help_text="Who set the roles (audit label).")
 
     class Meta:
         indexes = [
@@ -82,6 +97,10 @@ class TranscriptSegment(models.Model):
     confidence = models.FloatField(null=True, blank=True)
     is_final = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # A clinician checked this final (confirmed it, or corrected it): it no
+    # longer needs review whatever its engine confidence.
+    reviewed_by = models.CharField(max_length=200, blank=True, help_text="user:<id> or api-key:<prefix>.")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

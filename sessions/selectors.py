@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Count, IntegerField, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from clinics.access import (
@@ -20,6 +21,7 @@ from clinics.models import Clinic
 from clinics.selectors import clinic_quota
 from sessions import audio_store
 from sessions.audio import pcm_ms
+from sessions.formats import speaker_roles
 from sessions.live import streams_in_use
 from sessions.models import ConsultationSession, SegmentRevision, TranscriptSegment
 from voiceai.logging import get_logger
@@ -45,7 +47,74 @@ def session_list(
         qs = qs.filter(created_at__lt=created_before)
     if external_ref:
         qs = qs.filter(external_ref=external_ref)
-    return qs.order_by("-created_at", "id")
+    return sessions_with_review_count(principal=principal, sessions=qs).order_by("-created_at", "id")
+
+
+def review_filter(threshold: float) -> Q:
+    """``sessions.formats.needs_review`` as a query on segments: finals the
+    engine was unsure of that no clinician has confirmed or corrected. A
+    null confidence never compares below the threshold, so it never counts."""
+    return Q(is_final=True, confidence__lt=threshold, reviewed_at__isnull=True)
+
+
+def sessions_with_review_count(
+    *, principal: Principal, sessions: QuerySet[ConsultationSession]
+) -> QuerySet[ConsultationSession]:
+    """Each session with ``needs_review_count``: a subquery per row shown
+    (a page of the list), not a join and group over all the clinic's
+    segments."""
+    flagged = (
+        TranscriptSegment.objects.filter(
+            review_filter(principal.clinic.low_confidence_threshold),
+            clinic=principal.clinic,
+            session=OuterRef("pk"),
+        )
+        .order_by()
+        .values("session")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return sessions.annotate(needs_review_count=Coalesce(Subquery(flagged, output_field=IntegerField()), 0))
+
+
+def session_review_count(*, principal: Principal, session: ConsultationSession) -> int:
+    """How many of the session's finals need review at the clinic's threshold."""
+    threshold = principal.clinic.low_confidence_threshold
+    return segments_visible_to(principal, session).filter(review_filter(threshold)).count()
+
+
+def session_speaker_roles(*, principal: Principal, session: ConsultationSession) -> dict[str, str]:
+    """The roles in effect for the session's labels (set, or the first guess)."""
+    speakers, _ = speakers_heard(principal=principal, session=session)
+    return speaker_roles((s.label for s in speakers), session.speaker_roles)
+
+
+@dataclass(frozen=True)
+class SpeakerHeard:
+    label: str
+    role: str | None
+    segments: int
+    first_ms: int
+
+
+def speakers_heard(*, principal: Principal, session: ConsultationSession) -> tuple[list[SpeakerHeard], bool]:
+    """The speaker labels in the session's finals, first heard first, each
+    with its role (set or guessed) and how many finals it spoke; and
+    whether the roles were set by a person (False: the first guess). One
+    query; no transcript text is read."""
+    rows = (
+        segments_visible_to(principal, session)
+        .filter(is_final=True)
+        .exclude(speaker="")
+        .values("speaker")
+        .annotate(n=Count("id"), first_ms=Min("start_ms"))
+        .order_by("first_ms", "speaker")
+    )
+    heard = [(row["speaker"], row["n"], row["first_ms"]) for row in rows]
+    stored = session.speaker_roles or {}
+    roles = speaker_roles((label for label, _, _ in heard), stored)
+    speakers = [SpeakerHeard(label=label, role=roles.get(label), segments=n, first_ms=ms) for label, n, ms in heard]
+    return speakers, bool(stored)
 
 
 def transcript_finals(*, principal: Principal, session: ConsultationSession) -> QuerySet[TranscriptSegment]:

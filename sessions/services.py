@@ -9,6 +9,7 @@ these from its sockets, once per connection or flush — never per frame —
 through ``voiceai.db.db_async``; storage work runs in a worker thread too.
 """
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from sessions.models import (
     ConsultationSession,
     SegmentRevision,
     SessionStatus,
+    SpeakerRole,
     TranscriptSegment,
 )
 from sessions.selectors import (
@@ -60,6 +62,10 @@ SAMPLE_RATE_MAX = 48000
 EXTERNAL_REF_MAX = 128
 CONSENT_NOTE_MAX = 500
 SEGMENT_TEXT_MAX = 10_000
+SPEAKER_LABELS_MAX = 16
+# Engines' labels (spk_0, ch_1): never free text, which could carry a name
+# into the audit row that records them.
+SPEAKER_LABEL_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,32}")
 
 
 class RevisionConflict(Conflict):
@@ -325,7 +331,10 @@ def segment_correct(
         )
         segment.text = text
         segment.revision += 1
-        segment.save(update_fields=["text", "revision"])
+        # A clinician who rewrote the line has checked it: its flag clears.
+        segment.reviewed_by = principal.label
+        segment.reviewed_at = timezone.now()
+        segment.save(update_fields=["text", "revision", "reviewed_by", "reviewed_at"])
         audit_record(
             clinic=principal.clinic,
             action=AuditAction.TRANSCRIPT_CORRECT,
@@ -337,6 +346,70 @@ def segment_correct(
         _sealed_transcript_refresh(principal, access_session(principal, session.pk))
     log.info("segment_corrected", session_id=str(session.pk), revision=segment.revision)
     return segment
+
+
+def segment_confirm(
+    *, principal: Principal, session: ConsultationSession, segment_id: str, revision: object
+) -> TranscriptSegment:
+    """A clinician confirms a final as heard (the low-confidence review): who
+    and when are stored on the segment, its review flag clears; audited
+    (``transcript.confirm``, never the text). ``revision`` is the revision
+    the caller read, as for a correction: confirming text that changed
+    since is refused with ``RevisionConflict`` (409). Confirming again is a
+    no-op (the first confirmation stays)."""
+    if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
+        raise InvalidInput(
+            "The confirmation has invalid fields.",
+            details={"revision": "Must be the segment's revision you read (a non-negative integer)."},
+        )
+    with transaction.atomic():
+        segment = access_final_segment(principal, session, segment_id, for_update=True)
+        if segment.revision != revision:
+            raise RevisionConflict(details={"revision": segment.revision})
+        if segment.reviewed_at is not None:
+            return segment
+        segment.reviewed_by = principal.label
+        segment.reviewed_at = timezone.now()
+        segment.save(update_fields=["reviewed_by", "reviewed_at"])
+        audit_record(
+            clinic=principal.clinic,
+            action=AuditAction.TRANSCRIPT_CONFIRM,
+            object_type="transcript_segment",
+            object_id=segment.pk,
+            actor=principal,
+            details={"session_id": str(session.pk), "segment_id": segment.segment_id, "revision": segment.revision},
+        )
+    return segment
+
+
+def speaker_roles_set(*, principal: Principal, session: ConsultationSession, roles: object) -> ConsultationSession:
+    """Sets which role each speaker label is (``{"spk_0": "clinician",
+    "spk_1": "patient"}``), replacing the mapping and with it the first
+    guess; ``{}`` goes back to the guess. Any member of the clinic may (the
+    clinician in the room knows who spoke). Labels are the engine's
+    (``spk_0``); a label may be set before it is heard (a mapping chosen
+    when starting). Audited (``session.speaker_roles``, labels and roles
+    only); a sealed session's ``transcript.json`` is rewritten with them."""
+    errors: dict[str, str] = {}
+    if not isinstance(roles, dict) or len(roles) > SPEAKER_LABELS_MAX:
+        errors["roles"] = f"Must be an object of at most {SPEAKER_LABELS_MAX} speaker labels."
+    else:
+        for label, role in roles.items():
+            if not isinstance(label, str) or not SPEAKER_LABEL_PATTERN.fullmatch(label):
+                errors["roles"] = "Labels are the engine's speaker labels, e.g. spk_0 (letters, digits, _ . : -)."
+            elif role not in SpeakerRole.values:
+                errors[f"roles.{label}"] = f"Must be one of {', '.join(SpeakerRole.values)}."
+    if errors:
+        raise InvalidInput("The speaker roles are invalid.", details=errors)
+    assert isinstance(roles, dict)
+    with transaction.atomic():
+        session = access_session(principal, session.pk, for_update=True)
+        session.speaker_roles = dict(sorted(roles.items()))
+        session.speaker_roles_set_by = principal.label if roles else ""
+        session.save(update_fields=["speaker_roles", "speaker_roles_set_by"])
+        _audit(principal, AuditAction.SPEAKER_ROLES_SET, session.pk, roles=session.speaker_roles)
+        _sealed_transcript_refresh(principal, session)
+    return session
 
 
 def segment_read(

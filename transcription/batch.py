@@ -292,6 +292,7 @@ async def _transcribe(*, principal: Principal, session_id: Any) -> None:
         language=session.language,
         sample_rate=session.sample_rate,
         vocabulary_name=principal.clinic.custom_vocabulary_name,
+        show_speaker_labels=settings.TRANSCRIPTION_SPEAKER_LABELS,
     )
     paced = bool(getattr(engine, "uses_engine_quota", False))
     if paced:

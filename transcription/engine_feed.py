@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 
 from sessions import audio_store
 from sessions.audio import ms_to_bytes, pcm_ms
@@ -177,6 +178,7 @@ class EngineFeed:
             language=self.language,
             sample_rate=self.sample_rate,
             vocabulary_name=self.vocabulary_name,
+            show_speaker_labels=settings.TRANSCRIPTION_SPEAKER_LABELS,
             start_offset_ms=pcm_ms(offset_bytes, self.sample_rate),
             extra={"start_offset_bytes": str(offset_bytes)},
         )

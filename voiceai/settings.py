@@ -259,11 +259,18 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "LanguageEnum": "clinics.models.Language",
         "ConsentMethodEnum": "sessions.models.ConsentMethod",
+        "SpeakerRoleEnum": "sessions.models.SpeakerRole",
+        "RoleEnum": "clinics.models.Role",
     },
 }
 
 # --- realtime pipeline -------------------------------------------------------
 TRANSCRIPTION_ENGINE = env_choice("TRANSCRIPTION_ENGINE", "local", {"local", "fake", "aws"})
+# Ask the engine to label speakers (spk_0, spk_1...: aws's show_speaker_label,
+# the fake engine's spk_0), for the sessions' speaker roles. Off by default:
+# it changes what Amazon Transcribe is asked for, so an operator turns it on
+# knowing their languages support streaming speaker partitioning.
+TRANSCRIPTION_SPEAKER_LABELS = env_bool("TRANSCRIPTION_SPEAKER_LABELS", False)
 FAKE_ENGINE_MODE = env_choice("FAKE_ENGINE_MODE", "script", {"script", "echo", "refuse"})
 FAKE_ENGINE_DELAY_MS = env_int("FAKE_ENGINE_DELAY_MS", 0, minimum=0)
 # Echo mode ends a segment with a final every this many ms of audio (0: never).

@@ -2,7 +2,13 @@
 
 from rest_framework import serializers
 
-from clinics.api.fields import StrictBooleanField, StrictCharField, StrictChoiceField, StrictIntegerField
+from clinics.api.fields import (
+    StrictBooleanField,
+    StrictCharField,
+    StrictChoiceField,
+    StrictFloatField,
+    StrictIntegerField,
+)
 from clinics.models import ApiKey, Clinic, Language, McpKeyRoles, Membership, Role
 
 
@@ -26,9 +32,14 @@ class QuotaUsageSerializer(serializers.Serializer):
     storage_bytes = LimitSerializer()
 
 
+LOW_CONFIDENCE_HELP = (
+    "Finals whose engine confidence (0-1) is below this are flagged needs_review for the clinician to check "
+    "first; 0 flags none. Default 0.6."
+)
+
 CLINIC_FIELDS = (
     "id", "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "producer_grace_minutes",
-    "consent_required", "mcp_enabled", "mcp_key_roles",
+    "consent_required", "mcp_enabled", "mcp_key_roles", "low_confidence_threshold",
     "created_at",
 )  # fmt: skip
 
@@ -54,6 +65,7 @@ class ClinicSerializer(serializers.Serializer):
         help_text="Whether AI assistants may read the clinic's consultations through the MCP server (/mcp)."
     )
     mcp_key_roles = serializers.CharField(help_text="Which API keys may use the MCP server: admin or admin_clinician.")
+    low_confidence_threshold = serializers.FloatField(help_text=LOW_CONFIDENCE_HELP)
     created_at = serializers.DateTimeField()
     role = serializers.CharField(help_text="Your role in this clinic.")
     quota = QuotaUsageSerializer()
@@ -85,6 +97,9 @@ class ClinicPatchSerializer(serializers.Serializer):
         choices=McpKeyRoles.choices,
         required=False,
         help_text="Which API keys may use the MCP server: admin (default) or admin_clinician.",
+    )
+    low_confidence_threshold = StrictFloatField(
+        required=False, min_value=0.0, max_value=1.0, help_text=LOW_CONFIDENCE_HELP
     )
     id = serializers.UUIDField(read_only=True)
     slug = serializers.CharField(read_only=True)

@@ -1,15 +1,26 @@
 """Shapes of the sessions API. Serializers only shape and type-check data;
 decisions live in ``sessions.services``."""
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from clinics.api.fields import StrictCharField, StrictChoiceField, StrictIntegerField
 from clinics.models import Language
-from sessions.models import ConsentMethod, ConsultationSession, SessionStatus
+from sessions.models import ConsentMethod, ConsultationSession, SessionStatus, SpeakerRole
 from sessions.services import CONSENT_NOTE_MAX, EXTERNAL_REF_MAX, SAMPLE_RATE_MAX, SAMPLE_RATE_MIN, SEGMENT_TEXT_MAX
 
 
 class SessionSerializer(serializers.ModelSerializer):
+    needs_review_count = serializers.SerializerMethodField(
+        help_text="Finals whose engine confidence is below the clinic's low_confidence_threshold and that no "
+        "clinician has confirmed or corrected yet. In the list and retrieve answers; null in others."
+    )
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_needs_review_count(self, obj: ConsultationSession) -> int | None:
+        return getattr(obj, "needs_review_count", None)
+
     class Meta:
         model = ConsultationSession
         fields = [
@@ -32,9 +43,15 @@ class SessionSerializer(serializers.ModelSerializer):
             "consent_recorded_at",
             "consent_recorded_by",
             "consent_note",
+            "speaker_roles",
+            "needs_review_count",
         ]
         read_only_fields = fields
         extra_kwargs = {
+            "speaker_roles": {
+                "help_text": 'Speaker labels mapped to roles as a person set them ({"spk_0": "clinician"}); '
+                "empty: not set, transcripts use the first guess (see /speakers/)."
+            },
             "consent_method": {"help_text": "How the patient consented (verbal, written); empty: not recorded."},
             "consent_recorded_by": {"help_text": "Who recorded the consent: user:<id> or api-key:<prefix>."},
         }
@@ -114,6 +131,19 @@ class TranscriptSegmentSerializer(serializers.Serializer):
     text = serializers.CharField()
     speaker = serializers.CharField()
     confidence = serializers.FloatField(allow_null=True)
+    speaker_role = serializers.ChoiceField(
+        choices=SpeakerRole.choices,
+        allow_null=True,
+        required=False,
+        help_text="The role of the segment's speaker label, where known (set, or the first guess); only on "
+        "segments with a speaker label.",
+    )
+    needs_review = serializers.BooleanField(
+        help_text="The engine's confidence is below the clinic's threshold and no clinician has confirmed or "
+        "corrected the segment: check it first."
+    )
+    reviewed_by = serializers.CharField(help_text="Who confirmed or corrected it (user:<id> or api-key:<prefix>).")
+    reviewed_at = serializers.DateTimeField(allow_null=True)
     original_text = serializers.CharField(required=False, help_text="With history=1: the engine's text.")
     revisions = SegmentRevisionSerializer(many=True, required=False, help_text="With history=1: the corrections.")
 
@@ -132,10 +162,49 @@ class SegmentCorrectionSerializer(serializers.Serializer):
     )
 
 
+class SegmentConfirmSerializer(serializers.Serializer):
+    revision = StrictIntegerField(
+        required=False,
+        min_value=0,
+        help_text="The revision you read (or send If-Match with the ETag); a segment changed since answers 409.",
+    )
+
+
 class TranscriptSerializer(serializers.Serializer):
     session_id = serializers.UUIDField()
     language = serializers.CharField()
+    speaker_roles = serializers.DictField(
+        child=serializers.ChoiceField(choices=SpeakerRole.choices),
+        required=False,
+        help_text="Only when the engine labelled speakers: each label's role (set, or the first guess).",
+    )
+    needs_review_count = serializers.IntegerField(help_text="How many segments have needs_review.")
     segments = TranscriptSegmentSerializer(many=True)
+
+
+class SpeakerSerializer(serializers.Serializer):
+    label = serializers.CharField(help_text="The engine's speaker label, e.g. spk_0.")
+    role = serializers.ChoiceField(choices=SpeakerRole.choices, allow_null=True, help_text="null: not known.")
+    segments = serializers.IntegerField(help_text="Finals spoken under this label.")
+    first_ms = serializers.IntegerField(help_text="When the label was first heard.")
+
+
+class SpeakersSerializer(serializers.Serializer):
+    speakers = SpeakerSerializer(many=True, help_text="The labels heard, first heard first.")
+    roles = serializers.DictField(
+        child=serializers.ChoiceField(choices=SpeakerRole.choices), help_text="Each label's role in effect."
+    )
+    guessed = serializers.BooleanField(
+        help_text="true: nobody has set the roles; the first label heard is taken for the clinician."
+    )
+    set_by = serializers.CharField(help_text="Who set the roles (user:<id> or api-key:<prefix>); empty if guessed.")
+
+
+class SpeakerRolesSerializer(serializers.Serializer):
+    roles = serializers.DictField(
+        child=StrictChoiceField(choices=SpeakerRole.choices),
+        help_text="Every label's role (replaces the mapping); {} goes back to the first guess.",
+    )
 
 
 class SearchFilterSerializer(SessionFilterSerializer):

@@ -15,5 +15,11 @@ urlpatterns = [
         views.SegmentDetailView.as_view(),
         name="api-session-segment",
     ),
+    path(
+        "sessions/<str:id>/segments/<str:segment_id>/confirm/",
+        views.SegmentConfirmView.as_view(),
+        name="api-session-segment-confirm",
+    ),
+    path("sessions/<str:id>/speakers/", views.SessionSpeakersView.as_view(), name="api-session-speakers"),
     path("sessions/<str:id>/audio/", views.SessionAudioView.as_view(), name="api-session-audio"),
 ]

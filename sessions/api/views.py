@@ -10,7 +10,7 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from clinics.access import access_session
+from clinics.access import Principal, access_session
 from clinics.api.base import ClinicScopedAPIView, IgnoreFormatNegotiation, validated_data
 from clinics.api.pagination import BoundedLimitOffsetPagination
 from clinics.api.schema import error_response
@@ -21,28 +21,39 @@ from sessions.api.serializers import (
     ConsentSerializer,
     SearchFilterSerializer,
     SearchHitSerializer,
+    SegmentConfirmSerializer,
     SegmentCorrectionSerializer,
     SegmentDetailSerializer,
     SessionCreatedSerializer,
     SessionCreateSerializer,
     SessionFilterSerializer,
     SessionSerializer,
+    SpeakerRolesSerializer,
+    SpeakersSerializer,
     StreamAccessSerializer,
     TranscriptSerializer,
 )
 from sessions.models import ConsultationSession, SegmentRevision, TranscriptSegment
 from sessions.search import search_hit, search_query_parse, transcript_search
-from sessions.selectors import session_list, transcript_history
+from sessions.selectors import (
+    session_list,
+    session_review_count,
+    session_speaker_roles,
+    speakers_heard,
+    transcript_history,
+)
 from sessions.services import (
     audio_read_audit,
     consent_record,
     consent_withdraw,
+    segment_confirm,
     segment_correct,
     segment_read,
     session_create,
     session_end,
     session_erase,
     session_token_issue,
+    speaker_roles_set,
     transcript_read,
     transcript_search_audit,
 )
@@ -115,7 +126,9 @@ class SessionDetailView(ClinicScopedAPIView):
         operation_id="sessions_retrieve", parameters=[SESSION_ID], responses={200: SessionSerializer, **ERRORS}
     )
     def get(self, request: Request, id: str) -> Response:
-        return Response(SessionSerializer(access_session(self.principal, id)).data)
+        session = access_session(self.principal, id)
+        session.needs_review_count = session_review_count(principal=self.principal, session=session)  # type: ignore[attr-defined]
+        return Response(SessionSerializer(session).data)
 
     @extend_schema(
         operation_id="sessions_erase",
@@ -208,8 +221,10 @@ class SessionTranscriptView(ClinicScopedAPIView):
             HISTORY,
         ],
         description="Final segments only, each at its latest revision (clinicians' corrections applied). json "
-        "carries times, speaker, confidence and revision; with history=true also each segment's engine text "
-        "and its corrections (who, when, before, after).",
+        "carries times, speaker, confidence and revision, the speaker's role where the engine labelled speakers "
+        "(speaker_role; txt/vtt/srt show it as 'Clinician (spk_0)', in the session's language), and the "
+        "low-confidence review flag (needs_review, reviewed_by/at; needs_review_count for the session); with "
+        "history=true also each segment's engine text and its corrections (who, when, before, after).",
         responses={
             (200, "application/json"): TranscriptSerializer,
             (200, "text/plain"): OpenApiTypes.STR,
@@ -225,16 +240,24 @@ class SessionTranscriptView(ClinicScopedAPIView):
         with_history = _flag(request.query_params.get("history"), name="history")
         session = access_session(self.principal, id)
         segments = transcript_read(principal=self.principal, session=session, fmt=fmt)
+        roles = formats.speaker_roles((s.speaker for s in segments), session.speaker_roles)
         if fmt == "json":
             history = transcript_history(principal=self.principal, session=session) if with_history else None
             document = formats.transcript_document(
-                segments, session_id=session.pk, language=session.language, history=history
+                segments,
+                session_id=session.pk,
+                language=session.language,
+                history=history,
+                roles=roles,
+                review_threshold=self.principal.clinic.low_confidence_threshold,
             )
             response = Response(document)
             # Saved as <session id>.json like the other formats, not "download.json".
             response["Content-Disposition"] = f'inline; filename="{session.pk}.json"'
             return response
-        text = formats.transcript_render(segments, fmt=fmt, session_id=session.pk, language=session.language)
+        text = formats.transcript_render(
+            segments, fmt=fmt, session_id=session.pk, language=session.language, roles=roles
+        )
         response = HttpResponse(text, content_type=formats.CONTENT_TYPES[fmt])
         response["Content-Disposition"] = f'inline; filename="{session.pk}.{fmt}"'
         response["Cache-Control"] = "private, no-store"
@@ -259,9 +282,30 @@ def _if_match_revision(header: str | None) -> int | None:
     return int(tag)
 
 
-def _segment_body(segment: TranscriptSegment, revisions: list[SegmentRevision]) -> dict[str, Any]:
-    body = formats.transcript_document([segment], session_id="", language="", history={segment.pk: revisions})
+def _segment_body(
+    principal: Principal, session: ConsultationSession, segment: TranscriptSegment, revisions: list[SegmentRevision]
+) -> dict[str, Any]:
+    body = formats.transcript_document(
+        [segment],
+        session_id="",
+        language="",
+        history={segment.pk: revisions},
+        roles=session_speaker_roles(principal=principal, session=session) if segment.speaker else None,
+        review_threshold=principal.clinic.low_confidence_threshold,
+    )
     return body["segments"][0]
+
+
+def _revision_sent(body_revision: int | None, if_match: str | None) -> int:
+    """The revision the caller read: in the body, or the If-Match ETag."""
+    revision = body_revision if body_revision is not None else _if_match_revision(if_match)
+    if revision is None:
+        raise InvalidInput(
+            "Send the revision you read (revision, or If-Match).",
+            code="revision_required",
+            details={"revision": "Required (or an If-Match header)."},
+        )
+    return revision
 
 
 def _with_etag(response: Response, segment: TranscriptSegment) -> Response:
@@ -283,7 +327,7 @@ class SegmentDetailView(ClinicScopedAPIView):
     def get(self, request: Request, id: str, segment_id: str) -> Response:
         session = access_session(self.principal, id)
         segment, revisions = segment_read(principal=self.principal, session=session, segment_id=segment_id)
-        return _with_etag(Response(_segment_body(segment, revisions)), segment)
+        return _with_etag(Response(_segment_body(self.principal, session, segment, revisions)), segment)
 
     @extend_schema(
         operation_id="sessions_segment_correct",
@@ -308,18 +352,92 @@ class SegmentDetailView(ClinicScopedAPIView):
     def patch(self, request: Request, id: str, segment_id: str) -> Response:
         session = access_session(self.principal, id)
         data = validated_data(SegmentCorrectionSerializer, request.data)
-        revision = data["revision"] if "revision" in data else _if_match_revision(request.headers.get("If-Match"))
-        if revision is None:
-            raise InvalidInput(
-                "Send the revision you read (revision, or If-Match).",
-                code="revision_required",
-                details={"revision": "Required (or an If-Match header)."},
-            )
+        revision = _revision_sent(data.get("revision"), request.headers.get("If-Match"))
         segment_correct(
             principal=self.principal, session=session, segment_id=segment_id, text=data["text"], revision=revision
         )
         segment, revisions = segment_read(principal=self.principal, session=session, segment_id=segment_id)
-        return _with_etag(Response(_segment_body(segment, revisions)), segment)
+        return _with_etag(Response(_segment_body(self.principal, session, segment, revisions)), segment)
+
+
+class SegmentConfirmView(ClinicScopedAPIView):
+    serializer_class = SegmentDetailSerializer
+
+    @extend_schema(
+        operation_id="sessions_segment_confirm",
+        parameters=[
+            SESSION_ID,
+            SEGMENT_ID,
+            OpenApiParameter("If-Match", OpenApiTypes.STR, OpenApiParameter.HEADER, description='ETag, e.g. "3".'),
+        ],
+        request=SegmentConfirmSerializer,
+        description="A clinician confirms a final as heard (low-confidence review): who and when are stored "
+        "(reviewed_by, reviewed_at) and needs_review clears; a correction clears it too. The revision you read is "
+        "required (revision in the body, or If-Match); if the segment changed since, 409 revision_conflict. "
+        "Confirming again keeps the first confirmation. Audited (transcript.confirm).",
+        examples=[OpenApiExample("Confirm a final", value={"revision": 0}, request_only=True)],
+        responses={
+            200: SegmentDetailSerializer,
+            400: error_response("Invalid body, or no revision given (revision_required)."),
+            409: error_response("revision_conflict: the segment changed since you read it."),
+            **ERRORS,
+        },
+    )
+    def post(self, request: Request, id: str, segment_id: str) -> Response:
+        session = access_session(self.principal, id)
+        data = validated_data(SegmentConfirmSerializer, request.data if request.data else {})
+        revision = _revision_sent(data.get("revision"), request.headers.get("If-Match"))
+        segment_confirm(principal=self.principal, session=session, segment_id=segment_id, revision=revision)
+        segment, revisions = segment_read(principal=self.principal, session=session, segment_id=segment_id)
+        return _with_etag(Response(_segment_body(self.principal, session, segment, revisions)), segment)
+
+
+def _speakers_body(principal: Principal, session: ConsultationSession) -> dict[str, Any]:
+    speakers, was_set = speakers_heard(principal=principal, session=session)
+    roles = formats.speaker_roles((s.label for s in speakers), session.speaker_roles)
+    return {
+        "speakers": [
+            {"label": s.label, "role": s.role, "segments": s.segments, "first_ms": s.first_ms} for s in speakers
+        ],
+        "roles": roles,
+        "guessed": not was_set and bool(roles),
+        "set_by": session.speaker_roles_set_by,
+    }
+
+
+class SessionSpeakersView(ClinicScopedAPIView):
+    serializer_class = SpeakersSerializer
+
+    @extend_schema(
+        operation_id="sessions_speakers",
+        parameters=[SESSION_ID],
+        description="The speaker labels the engine put on the session's finals (AWS with speaker labels; none "
+        "for engines without), each with its role: as a person set it, or the first guess (the first label "
+        "heard is the clinician).",
+        responses={200: SpeakersSerializer, **ERRORS},
+    )
+    def get(self, request: Request, id: str) -> Response:
+        return Response(_speakers_body(self.principal, access_session(self.principal, id)))
+
+    @extend_schema(
+        operation_id="sessions_speakers_set",
+        parameters=[SESSION_ID],
+        request=SpeakerRolesSerializer,
+        description="Sets each speaker label's role (clinician, patient, family, other), replacing the mapping "
+        "and the first guess; {} goes back to the guess. A label may be set before it is heard. Exports and the "
+        "transcript show the roles. Any member of the clinic; audited (session.speaker_roles).",
+        examples=[
+            OpenApiExample(
+                "Doctor and patient", value={"roles": {"spk_0": "clinician", "spk_1": "patient"}}, request_only=True
+            )
+        ],
+        responses={200: SpeakersSerializer, 400: error_response("Invalid labels or roles."), **ERRORS},
+    )
+    def put(self, request: Request, id: str) -> Response:
+        session = access_session(self.principal, id)
+        data = validated_data(SpeakerRolesSerializer, request.data)
+        session = speaker_roles_set(principal=self.principal, session=session, roles=data["roles"])
+        return Response(_speakers_body(self.principal, session))
 
 
 class SessionAudioView(ClinicScopedAPIView):

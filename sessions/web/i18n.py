@@ -15,6 +15,14 @@ STATUS_LABELS = {
     "ended": gettext_lazy("Ended"),
     "failed": gettext_lazy("Failed"),
 }
+# Speaker roles as the console shows them (exports use the session's own
+# language instead: sessions.formats.ROLE_LABELS).
+ROLE_LABELS = {
+    "clinician": gettext_lazy("Clinician"),
+    "patient": gettext_lazy("Patient"),
+    "family": gettext_lazy("Family"),
+    "other": gettext_lazy("Other"),
+}
 LANGUAGE_LABELS = {
     "ja-JP": gettext_lazy("Japanese"),
     "en-US": gettext_lazy("English"),

@@ -13,6 +13,8 @@ urlpatterns = [
     path("sessions/<uuid:session_id>/delete/", views.session_delete, name="session_delete"),
     path("sessions/<uuid:session_id>/consent/", views.session_consent, name="session_consent"),
     path("sessions/<uuid:session_id>/corrections/", views.segment_correction, name="segment_correction"),
+    path("sessions/<uuid:session_id>/confirmations/", views.segment_confirmation, name="segment_confirmation"),
+    path("sessions/<uuid:session_id>/speakers/", views.session_speakers, name="session_speakers"),
     path(
         "sessions/<uuid:session_id>/consent/withdraw/",
         views.session_consent_withdraw,

@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
@@ -18,21 +19,24 @@ from clinics.access import access_session, memberships_of, principal_for_user
 from clinics.api.base import SESSION_CLINIC_KEY
 from clinics.models import Language
 from sessions.engine_support import clinic_engine, clinic_engine_languages
+from sessions.formats import needs_review, speaker_roles
 from sessions.models import OPEN_STATUSES, SessionStatus
 from sessions.search import InvalidSearchQuery, search_hit, search_query_parse, transcript_search
-from sessions.selectors import audio_stored_ms, quota_with_usage, session_list, transcript_history
+from sessions.selectors import audio_stored_ms, quota_with_usage, session_list, speakers_heard, transcript_history
 from sessions.services import (
     RevisionConflict,
     StorageUnavailable,
     consent_record,
     consent_withdraw,
+    segment_confirm,
     segment_correct,
     session_erase,
+    speaker_roles_set,
     transcript_read,
     transcript_search_audit,
 )
 from sessions.web.forms import ClinicPickForm, ConsentForm, SessionFilterForm
-from sessions.web.i18n import LANGUAGE_LABELS, js_catalog
+from sessions.web.i18n import LANGUAGE_LABELS, ROLE_LABELS, js_catalog
 from sessions.web.scope import console_principal, console_view
 from voiceai.errors import Conflict, InvalidInput, NotFound
 
@@ -48,7 +52,13 @@ def clock(ms: int | None) -> str:
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes:02d}:{seconds:02d}"
 
 
-def _lines(segments: list, corrected: frozenset[int] = frozenset()) -> list[dict[str, object]]:
+def _lines(
+    segments: list,
+    corrected: frozenset[int] = frozenset(),
+    roles: dict[str, str] | None = None,
+    threshold: float | None = None,
+) -> list[dict[str, object]]:
+    roles = roles or {}
     return [
         {
             "segment_id": s.segment_id,
@@ -57,6 +67,10 @@ def _lines(segments: list, corrected: frozenset[int] = frozenset()) -> list[dict
             "text": s.text,
             "revision": s.revision,
             "corrected": s.pk in corrected,
+            "speaker": s.speaker,
+            "role": ROLE_LABELS.get(roles.get(s.speaker, ""), ""),
+            "needs_review": threshold is not None and needs_review(s, threshold),
+            "confirmed": s.reviewed_at is not None and s.pk not in corrected,
         }
         for s in segments
     ]
@@ -165,13 +179,24 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
     session = access_session(principal, session_id)
     segments = transcript_read(principal=principal, session=session, fmt="console")
     is_open = session.status in OPEN_STATUSES
+    speakers, roles_set = speakers_heard(principal=principal, session=session)
+    lines = _lines(
+        segments,
+        frozenset(transcript_history(principal=principal, session=session)),
+        roles=speaker_roles((s.label for s in speakers), session.speaker_roles),
+        threshold=principal.clinic.low_confidence_threshold,
+    )
     return render(
         request,
         "console/session_detail.html",
         _base_context(
             request,
             session=session,
-            segments=_lines(segments, frozenset(transcript_history(principal=principal, session=session))),
+            segments=lines,
+            to_review=[line for line in lines if line["needs_review"]],
+            speakers=speakers,
+            speakers_guessed=not roles_set,
+            role_choices=list(ROLE_LABELS.items()),
             # A live consultation shows what is stored so far, not 00:00.
             duration=clock(audio_stored_ms(session=session)),
             formats=TRANSCRIPT_FORMATS,
@@ -210,6 +235,52 @@ def segment_correction(request: HttpRequest, session_id: str) -> HttpResponse:
     else:
         messages.success(request, _("The correction is saved; the original text is kept."))
     return redirect("console:session_detail", session_id=session.pk)
+
+
+@console_view()
+@require_http_methods(["POST"])
+def segment_confirmation(request: HttpRequest, session_id: str) -> HttpResponse:
+    """A clinician confirms a flagged line as heard (its review flag clears),
+    refused if the line was corrected since the page was loaded."""
+    principal = console_principal(request)
+    session = access_session(principal, session_id)
+    revision = request.POST.get("revision", "")
+    try:
+        segment_confirm(
+            principal=principal,
+            session=session,
+            segment_id=request.POST.get("segment_id", ""),
+            revision=int(revision) if revision.isdigit() else -1,
+        )
+    except RevisionConflict:
+        messages.error(request, _("Someone corrected this line meanwhile. Check the latest text, then confirm it."))
+    except InvalidInput:
+        messages.error(request, _("Reload the page, then confirm the line again."))
+    else:
+        messages.success(request, _("The line is confirmed as checked."))
+    return redirect(f"{reverse('console:session_detail', args=[session.pk])}#review")
+
+
+@console_view()
+@require_http_methods(["POST"])
+def session_speakers(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Who each speaker label is, from the consultation's page: one select
+    per label heard (``role-<label>``); an empty choice leaves it unknown.
+    Any choice replaces the first guess."""
+    principal = console_principal(request)
+    session = access_session(principal, session_id)
+    posted = {key.removeprefix("role-"): value for key, value in request.POST.items() if key.startswith("role-")}
+    # The form lists the labels heard; a role set over REST for a label not
+    # heard yet (a mapping chosen when starting) is kept.
+    kept = {label: role for label, role in (session.speaker_roles or {}).items() if label not in posted}
+    roles = kept | {label: role for label, role in posted.items() if role}
+    try:
+        speaker_roles_set(principal=principal, session=session, roles=roles)
+    except InvalidInput:
+        messages.error(request, _("Choose a role from the list for each speaker."))
+    else:
+        messages.success(request, _("The speakers' roles are saved; downloads show them."))
+    return redirect(f"{reverse('console:session_detail', args=[session.pk])}#speakers")
 
 
 @console_view()

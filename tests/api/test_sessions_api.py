@@ -269,6 +269,11 @@ def test_it_serves_final_segments_as_json_and_audits_the_read(client_a, session_
         "text": "Good morning, how are you feeling?",
         "speaker": "clinician",
         "confidence": 0.93,
+        # The first label heard is guessed to be the clinician (nobody set the roles).
+        "speaker_role": "clinician",
+        "needs_review": False,
+        "reviewed_by": "",
+        "reviewed_at": None,
     }
     event = AuditEvent.objects.get(action="transcript.read", object_id=str(session_a.id))
     assert event.actor_api_key is not None and event.actor_api_key.role == "clinician"
@@ -279,9 +284,13 @@ def test_it_serves_final_segments_as_json_and_audits_the_read(client_a, session_
 @pytest.mark.parametrize(
     ("fmt", "content_type", "expected"),
     [
-        ("txt", "text/plain", "clinician: Good morning, how are you feeling?\npatient: A little <better> & rested.\n"),
-        ("vtt", "text/vtt", "WEBVTT\n\n00:00:00.000 --> 00:00:01.500\n<v clinician>Good morning"),
-        ("srt", "application/x-subrip", "1\n00:00:00,000 --> 00:00:01,500\nclinician: Good morning"),
+        (
+            "txt",
+            "text/plain",
+            "Clinician (clinician): Good morning, how are you feeling?\npatient: A little <better> & rested.\n",
+        ),
+        ("vtt", "text/vtt", "WEBVTT\n\n00:00:00.000 --> 00:00:01.500\n<v Clinician (clinician)>Good morning"),
+        ("srt", "application/x-subrip", "1\n00:00:00,000 --> 00:00:01,500\nClinician (clinician): Good morning"),
     ],
 )
 def test_it_serves_the_transcript_in_text_formats(client_a, session_a, segments_a, fmt, content_type, expected):

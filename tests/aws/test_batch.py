@@ -170,3 +170,14 @@ def test_it_fails_a_batch_on_a_non_retryable_engine_error_and_keeps_the_audio(
     session = ConsultationSession.objects.get(pk=response.json()["id"])
     assert (session.status, session.failure_reason) == (SessionStatus.FAILED, "aws_bad_request")
     assert default_storage.exists(session.storage_key)
+
+
+def test_it_labels_speakers_when_asked_and_shows_the_first_guess(client_a, settings):
+    settings.TRANSCRIPTION_SPEAKER_LABELS = True
+    pcm = random.Random(2).randbytes(16000 * 2 * 3)  # 3 s
+    body = _upload(client_a, _wav(pcm), language="en-US").json()
+    batch_wait()
+    transcript = client_a.get(f"/api/v1/sessions/{body['id']}/transcript/").json()
+    assert {(s["speaker"], s["speaker_role"]) for s in transcript["segments"]} == {("spk_0", "clinician")}
+    text = client_a.get(f"/api/v1/sessions/{body['id']}/transcript/?format=txt").content.decode()
+    assert text.startswith("Clinician (spk_0): ")

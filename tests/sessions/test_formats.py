@@ -56,3 +56,31 @@ def test_it_keeps_times_speaker_and_confidence_in_json():
         ],
     }
     assert "こんにちは" in formats.transcript_as_json([Seg("a", 5, 9, "こんにちは")], session_id="s", language="ja-JP")
+
+
+def test_it_guesses_the_first_label_heard_until_a_person_sets_the_roles():
+    assert formats.speaker_roles(["", "spk_1", "spk_0"], {}) == {"spk_1": "clinician"}
+    assert formats.speaker_roles(["spk_1"], {"spk_0": "patient"}) == {"spk_0": "patient"}
+    assert formats.speaker_roles(["", ""], None) == {}
+
+
+def test_it_names_roles_in_the_sessions_language_keeping_the_label():
+    segments = [Seg("a", 0, 900, "どうされましたか", "spk_0"), Seg("b", 1000, 1900, "頭痛です", "spk_9")]
+    roles = {"spk_0": "clinician"}
+    assert formats.transcript_as_txt(segments, roles=roles, language="ja-JP") == (
+        "医師 (spk_0): どうされましたか\nspk_9: 頭痛です\n"
+    )
+    assert "<v Clinician (spk_0)>" in formats.transcript_as_vtt(segments, roles=roles, language="en-US")
+    document = formats.transcript_document(segments, session_id="s", language="ja-JP", roles=roles)
+    assert document["speaker_roles"] == roles
+    assert [s["speaker_role"] for s in document["segments"]] == ["clinician", None]
+
+
+def test_it_flags_only_unchecked_finals_below_the_threshold():
+    unsure, sure = Seg("a", 0, 1, "x", confidence=0.59), Seg("b", 0, 1, "y", confidence=0.6)
+    silent = Seg("c", 0, 1, "z")  # an engine that gives no confidence
+    assert [formats.needs_review(s, 0.6) for s in (unsure, sure, silent)] == [True, False, False]
+    unsure.reviewed_at = "2026-12-05T06:00:00+00:00"  # type: ignore[attr-defined]
+    assert formats.needs_review(unsure, 0.6) is False
+    document = formats.transcript_document([sure, silent], session_id="s", language="en-US", review_threshold=0.7)
+    assert document["needs_review_count"] == 1 and document["segments"][1]["needs_review"] is False

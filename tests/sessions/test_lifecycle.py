@@ -90,3 +90,16 @@ def test_it_refuses_to_overwrite_an_existing_export(tmp_media, clinic_a, tmp_pat
     out.write_bytes(b"")
     with pytest.raises(Exception, match="refusing"):
         call_command("export_clinic", "--clinic", clinic_a.slug, "--out", str(out))
+
+
+def test_it_exports_the_speaker_roles_with_the_labels(tmp_media, clinic_a, tmp_path):
+    session = _session(clinic_a, days_old=1)
+    TranscriptSegment.objects.filter(session=session).update(speaker="spk_3")
+    session.speaker_roles = {"spk_3": "patient"}
+    session.save(update_fields=["speaker_roles"])
+    out = tmp_path / "export.zip"
+    clinic_export(clinic=clinic_a, out_path=out)
+    with zipfile.ZipFile(out) as archive:
+        assert archive.read(f"{session.pk}/transcript.txt").decode() == "Patient (spk_3): blood pressure is fine\n"
+        document = json.loads(archive.read(f"{session.pk}/transcript.json"))
+    assert document["speaker_roles"] == {"spk_3": "patient"} and document["segments"][0]["speaker_role"] == "patient"

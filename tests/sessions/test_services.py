@@ -10,9 +10,18 @@ from django.utils import timezone
 from clinics.access import Principal
 from clinics.models import AuditEvent, ClinicQuota
 from sessions import storage_keys
-from sessions.models import ConsultationSession, SessionStatus
+from sessions.models import ConsultationSession, SessionStatus, TranscriptSegment
 from sessions.selectors import clinic_usage, session_list, transcript_finals
-from sessions.services import SessionEnded, session_create, session_end, session_erase, stream_start, transcript_read
+from sessions.services import (
+    SessionEnded,
+    segment_confirm,
+    session_create,
+    session_end,
+    session_erase,
+    speaker_roles_set,
+    stream_start,
+    transcript_read,
+)
 from voiceai.errors import ClinicSuspended, Forbidden, InvalidInput, NotFound, QuotaExceeded
 
 
@@ -155,3 +164,18 @@ def test_it_leaves_a_session_created_and_unaudited_when_the_quota_refuses(princi
     session.refresh_from_db()
     assert (session.status, session.started_at) == (SessionStatus.CREATED, None)
     assert _stream_start_audits(clinic_a) == []
+
+
+@pytest.mark.django_db
+def test_it_keeps_another_clinics_segments_out_of_review_and_roles(principal_b, clinic_a):
+    session = ConsultationSession.objects.create(clinic=clinic_a, language="en-US", engine="fake")
+    TranscriptSegment.objects.create(
+        clinic=clinic_a, session=session, segment_id="s1", start_ms=0, end_ms=9, text="x", confidence=0.1
+    )
+    with pytest.raises(NotFound):
+        segment_confirm(principal=principal_b, session=session, segment_id="s1", revision=0)
+    with pytest.raises(NotFound):
+        speaker_roles_set(principal=principal_b, session=session, roles={"spk_0": "patient"})
+    session.refresh_from_db()
+    assert session.speaker_roles == {}
+    assert TranscriptSegment.objects.get(session=session).reviewed_at is None
