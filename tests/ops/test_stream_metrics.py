@@ -5,6 +5,7 @@ queue and stream counters of the quota (the AWS path)."""
 
 import asyncio
 
+import pytest
 from prometheus_client import REGISTRY
 
 from sessions import audio_store
@@ -35,7 +36,7 @@ def test_it_meters_audio_latency_samples_and_live_sessions_per_stream():
     meter.started(received=0)
     assert _value("voiceai_live_sessions", clinic="c-metrics") == 1
     meter.acked(received=FRAME * 10, last_frame_at=100.0)  # 1 s received; sample armed at offset 32000
-    assert _value("voiceai_audio_seconds_total") - audio == 1.0
+    assert _value("voiceai_audio_seconds_total") - audio == pytest.approx(1.0)
     clock[0] = 100.25
     meter.transcript(_event(end_ms=500))  # does not reach the sampled offset
     assert _value("voiceai_frame_to_transcript_seconds_count") == count
@@ -45,7 +46,7 @@ def test_it_meters_audio_latency_samples_and_live_sessions_per_stream():
     assert _value("voiceai_frame_to_transcript_seconds_count") == count + 1
     meter.stopped(received=FRAME * 15)  # the last half second is counted at the end
     meter.stopped(received=FRAME * 15)  # idempotent
-    assert _value("voiceai_audio_seconds_total") - audio == 1.5
+    assert _value("voiceai_audio_seconds_total") - audio == pytest.approx(1.5)
     assert _value("voiceai_live_sessions", clinic="c-metrics") == 0
 
 
