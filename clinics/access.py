@@ -17,6 +17,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from clinics.models import ApiKey, AuditEvent, Clinic, ClinicQuota, McpKeyRoles, Membership, Role, UsedStreamToken
+from notes.models import ClinicalNote, NoteEngineCall
 from sessions.models import ConsultationSession, SegmentRevision, TranscriptSegment
 from voiceai.errors import ClinicSuspended, Forbidden, NotFound
 
@@ -193,6 +194,38 @@ def segment_revisions_visible_to(principal: Principal, session: ConsultationSess
 def transcript_segments_visible_to(principal: Principal) -> QuerySet[TranscriptSegment]:
     """All of the clinic's segments (admin lists); reading their text is audited by the caller."""
     return TranscriptSegment.objects.filter(clinic=principal.clinic)
+
+
+# --- clinical notes -------------------------------------------------------------
+
+
+def notes_visible_to(principal: Principal, session: ConsultationSession | None = None) -> QuerySet[ClinicalNote]:
+    """The clinic's notes (every version), or one session's."""
+    qs = ClinicalNote.objects.filter(clinic=principal.clinic)
+    if session is not None:
+        if session.clinic_id != principal.clinic.pk:
+            raise NotFound("Session not found.")
+        qs = qs.filter(session=session)
+    return qs
+
+
+def access_note(
+    principal: Principal, session: ConsultationSession, version: int | None = None, *, for_update: bool = False
+) -> ClinicalNote:
+    """The session's note at ``version``, or its latest version (None)."""
+    qs = notes_visible_to(principal, session)
+    if for_update:
+        qs = qs.select_for_update()
+    if version is not None:
+        qs = qs.filter(version=_parse_int(version))
+    note = next(iter(qs.order_by("-version")[:1]), None)
+    if note is None:
+        raise NotFound("This session has no note.", code="note_not_found")
+    return note
+
+
+def note_engine_calls_visible_to(principal: Principal) -> QuerySet[NoteEngineCall]:
+    return NoteEngineCall.objects.filter(clinic=principal.clinic)
 
 
 # --- clinic administration ---------------------------------------------------

@@ -94,6 +94,11 @@ class Clinic(models.Model):
         help_text="Finals whose engine confidence is below this (0-1) are flagged for the clinician to check "
         "first; 0 flags none.",
     )
+    notes_bedrock_enabled = models.BooleanField(
+        default=False,
+        help_text="Let Amazon Bedrock write this clinic's note drafts (the transcript text is sent to AWS); off: "
+        "the offline extractive engine sorts the transcript's own sentences.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -15,3 +15,9 @@ SESSION_ENDED = "session.ended"
 
 # Sent after commit with clinic_id and session_id when a session was ended.
 session_ended = Signal()
+
+# Sent after commit with clinic_id and session_id when a session's
+# transcript is complete or may have gained its last finals: the session was
+# ended, sealed by its producer, or its batch job finished. Possibly more
+# than once per session; receivers are idempotent (``notes`` drafts a note).
+transcript_completed = Signal()

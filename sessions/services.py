@@ -35,7 +35,7 @@ from clinics.principals import IssuedToken, stream_token_issue
 from sessions import audio_store, storage_keys
 from sessions.audio import pcm_ms
 from sessions.engine_support import clinic_engine, clinic_engine_languages
-from sessions.events import session_ended
+from sessions.events import session_ended, transcript_completed
 from sessions.live import producer_attached
 from sessions.models import (
     OPEN_STATUSES,
@@ -436,6 +436,24 @@ def _notify_session_ended(clinic_id: Any, session_id: Any) -> None:
             )
 
 
+def _notify_transcript_completed(clinic_id: Any, session_id: Any) -> None:
+    """Tell other layers (notes) the transcript may be complete. Runs after
+    commit; a receiver's failure must not undo what was committed."""
+    for _, result in transcript_completed.send_robust(sender=None, clinic_id=clinic_id, session_id=session_id):
+        if isinstance(result, Exception):
+            log.error(
+                "transcript_completed_notify_failed",
+                clinic_id=str(clinic_id),
+                session_id=str(session_id),
+                error=type(result).__name__,
+            )
+
+
+def _on_commit_transcript_completed(session: ConsultationSession) -> None:
+    clinic_id, session_id = session.clinic_id, session.pk
+    transaction.on_commit(lambda: _notify_transcript_completed(clinic_id, session_id))
+
+
 @transaction.atomic
 def session_end(*, principal: Principal, session: ConsultationSession) -> ConsultationSession:
     """Ends an open session (idempotent for ended/failed sessions)."""
@@ -449,6 +467,7 @@ def session_end(*, principal: Principal, session: ConsultationSession) -> Consul
     _audit(principal, AuditAction.SESSION_END, session.pk, **{"from": before})
     clinic_id, session_id = session.clinic_id, session.pk
     transaction.on_commit(lambda: _notify_session_ended(clinic_id, session_id))
+    _on_commit_transcript_completed(session)
     if before == SessionStatus.LIVE:
         transaction.on_commit(lambda: _seal_if_abandoned(principal, session_id))
     return session
@@ -893,6 +912,7 @@ def session_seal(*, principal: Principal, session_id: object, drop_parts: bool =
         )
         _audit(principal, AuditAction.AUDIO_WRITE, session.pk, audio_bytes=index.durable_bytes, parts=index.part_count)
         _audit(principal, AuditAction.TRANSCRIPT_WRITE, session.pk, segments=len(segments))
+        _on_commit_transcript_completed(session)
     if drop_parts:
         audio_store.parts_delete([link.part for link in index.chain] + _stray_parts(session, index))
     log.info("session_sealed", session_id=str(session.pk), audio_bytes=index.durable_bytes, segments=len(segments))
@@ -984,6 +1004,7 @@ def batch_finish(*, principal: Principal, session_id: Any, finals: list[FinalLik
     session.progress = 100
     session.save(update_fields=["status", "ended_at", "progress"])
     _audit(principal, AuditAction.TRANSCRIPT_WRITE, session.pk, source="batch", segments=stored)
+    _on_commit_transcript_completed(session)
     log.info("batch_finished", session_id=str(session.pk), segments=stored)
 
 

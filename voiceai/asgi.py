@@ -12,6 +12,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from agents.http import with_mcp  # noqa: E402
+from notes.worker import note_worker_start  # noqa: E402
 from transcription.reaper import start_reaper  # noqa: E402
 from transcription.routing import WebSocketOriginGuard, install_token_redaction, websocket_urlpatterns  # noqa: E402
 from voiceai.body_limits import RequestBodyLimit  # noqa: E402
@@ -39,6 +40,11 @@ start_cloudwatch_publisher()
 # Recordings disconnected for longer than their clinic's grace are ended and
 # sealed by whichever process's turn it is (transcription/reaper.py).
 start_reaper()
+
+# Note drafts (notes/, docs/notes.md) are jobs in PostgreSQL: each process
+# polls for due ones and for ones whose process died (expired lease), so a
+# restart resumes every job; a session's end also starts its job at once.
+note_worker_start()
 
 # The start-up heap (~75k objects after django.setup()) would otherwise be
 # rescanned by every full collection, a ~45 ms stall for every stream

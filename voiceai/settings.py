@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "axes",
     "clinics",
     "sessions.apps.ConsultationsConfig",
+    "notes",
     "transcription",
     "agents",
 ]
@@ -261,6 +262,9 @@ SPECTACULAR_SETTINGS = {
         "ConsentMethodEnum": "sessions.models.ConsentMethod",
         "SpeakerRoleEnum": "sessions.models.SpeakerRole",
         "RoleEnum": "clinics.models.Role",
+        "NoteStatusEnum": "notes.models.NoteStatus",
+        "NoteEngineEnum": "notes.models.NoteEngineName",
+        "NoteSectionEnum": "notes.models.NoteSection",
     },
 }
 
@@ -296,6 +300,30 @@ ENGINE_STREAMS_PER_REGION = env_int("ENGINE_STREAMS_PER_REGION", 25, minimum=1)
 ENGINE_STARTS_PER_SECOND = env_int("ENGINE_STARTS_PER_SECOND", 25, minimum=1)
 # Batch transcription uploads (POST /api/v1/transcriptions/): WAV size cap.
 BATCH_UPLOAD_MAX_BYTES = env_int("BATCH_UPLOAD_MAX_BYTES", 200 * 1024 * 1024, minimum=1024)
+
+# --- clinical notes (notes/, docs/notes.md) ------------------------------------
+# The platform's note engine: extractive (offline rules, no model, the
+# default) or bedrock (Amazon Bedrock's Converse API; used only for clinics
+# that opted in with notes_bedrock_enabled, the others get extractive).
+NOTES_ENGINE = env_choice("NOTES_ENGINE", "extractive", {"extractive", "bedrock"})
+NOTES_BEDROCK_MODEL_ID = env_str("NOTES_BEDROCK_MODEL_ID", "anthropic.claude-3-5-sonnet-20240620-v1:0")
+NOTES_BEDROCK_REGION = env_str("NOTES_BEDROCK_REGION", "ap-northeast-1")
+NOTES_BEDROCK_ENDPOINT_URL = env_str("NOTES_BEDROCK_ENDPOINT_URL")  # a stand-in (tests); empty: AWS
+NOTES_BEDROCK_TIMEOUT_SECONDS = env_float("NOTES_BEDROCK_TIMEOUT_SECONDS", 60.0)
+NOTES_BEDROCK_MAX_TOKENS = env_int("NOTES_BEDROCK_MAX_TOKENS", 2000, minimum=100)
+# The job: attempts for retryable failures (throttling, timeouts), the first
+# retry's delay (doubled each time), how long a claimed job may run before
+# another process takes it up, how often each process looks for due jobs
+# (0: only when a session ends) and how long after a session ends its draft
+# starts (the producer's last finals and seal land meanwhile).
+NOTES_MAX_ATTEMPTS = env_int("NOTES_MAX_ATTEMPTS", 3, minimum=1)
+NOTES_RETRY_BASE_SECONDS = env_float("NOTES_RETRY_BASE_SECONDS", 20.0)
+NOTES_JOB_LEASE_SECONDS = env_int("NOTES_JOB_LEASE_SECONDS", 300, minimum=10)
+NOTES_JOB_POLL_SECONDS = env_float("NOTES_JOB_POLL_SECONDS", 15.0)
+NOTES_START_DELAY_SECONDS = env_float("NOTES_START_DELAY_SECONDS", 3.0)
+# Server processes run note jobs in worker threads; off: only a process that
+# calls notes.jobs.note_jobs_run_due (the test suite, a separate worker).
+NOTES_WORKER_IN_PROCESS = env_bool("NOTES_WORKER_IN_PROCESS", True)
 
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 # On AWS each task publishes scaling/alarm metrics to CloudWatch (voiceai/ops/cloudwatch.py).

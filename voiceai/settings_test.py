@@ -6,6 +6,9 @@ import os
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
 os.environ.setdefault("ALLOWED_HOSTS", "*")
 os.environ.setdefault("TRANSCRIPTION_ENGINE", "fake")
+# Tests run note jobs themselves (notes.jobs.note_jobs_run_due), never in a
+# thread that outlives the test's database.
+os.environ.setdefault("NOTES_WORKER_IN_PROCESS", "0")
 
 from voiceai.settings import *  # noqa: F403
 

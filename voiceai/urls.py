@@ -12,6 +12,7 @@ from voiceai.ops.observability import metrics_view
 api_v1 = [
     path("transcriptions/", BatchTranscriptionView.as_view(), name="api-transcriptions"),
     path("", include("sessions.api.urls")),
+    path("", include("notes.api.urls")),
     path("", include("clinics.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

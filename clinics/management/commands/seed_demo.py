@@ -12,7 +12,8 @@ storing anything but the hash in the database.
 
 Once, too: three finished demo consultations (two Japanese, one English,
 made-up patients, imported as text: no audio) so transcript search and the
-MCP server have something to find, and MCP switched on for the clinic
+MCP server have something to find, each with a SOAP note draft (the
+extractive engine, run here), and MCP switched on for the clinic
 (admin keys, the demo key's role). The summary prints the MCP endpoint and
 the stdio command for an assistant's configuration (README, "AI
 assistants (MCP)").
@@ -31,6 +32,9 @@ from django.db import transaction
 from clinics.access import api_keys_visible_to, memberships_visible_to, system_principal
 from clinics.models import Clinic, Language, Role
 from clinics.services import api_key_create, clinic_create, clinic_update, membership_add
+from notes.jobs import note_jobs_run_due
+from notes.selectors import note_latest
+from notes.services import note_generate
 from sessions.models import ConsentMethod
 from sessions.selectors import session_list
 from sessions.services import ImportedFinal, session_import
@@ -102,6 +106,7 @@ class Command(BaseCommand):
                 self._ensure_user(clinic, username, password, role)
             raw_key = self._ensure_api_key(clinic, key_file)
             self._ensure_consultations(clinic)
+        self._ensure_notes(clinic)
         clinic.refresh_from_db()  # clinic_update saved its own copy of the row
         self._print_summary(clinic, raw_key, key_file)
 
@@ -154,6 +159,16 @@ class Command(BaseCommand):
                 consent_method=ConsentMethod.VERBAL,
             )
         clinic_update(clinic=clinic, actor=principal, mcp_enabled=True)
+
+    def _ensure_notes(self, clinic: Clinic) -> None:
+        """Each demo consultation has a note draft (made here, by the job
+        itself, so the console shows one on the first page load)."""
+        principal = system_principal(clinic, label="seed_demo")
+        for external_ref, _language, _lines in DEMO_CONSULTATIONS:
+            for session in session_list(principal=principal, external_ref=external_ref):
+                if note_latest(principal=principal, session=session) is None:
+                    note_generate(principal=principal, session=session)
+        note_jobs_run_due()
 
     def _print_summary(self, clinic: Clinic, raw_key: str | None, key_file: Path) -> None:
         base = f"http://127.0.0.1:{settings.PORT}"
