@@ -55,7 +55,7 @@ class ClinicForm(forms.ModelForm):
             "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "kms_key_id",
             "transcription_engine", "custom_vocabulary_name", "priority", "producer_grace_minutes", "consent_required",
             "mcp_enabled", "mcp_key_roles",
-            "low_confidence_threshold",
+            "low_confidence_threshold", "notes_bedrock_enabled",
         )  # fmt: skip
 
 
@@ -84,7 +84,7 @@ class ClinicAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
             "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "kms_key_id",
             "transcription_engine", "custom_vocabulary_name", "priority", "producer_grace_minutes", "consent_required",
             "mcp_enabled", "mcp_key_roles",
-            "low_confidence_threshold",
+            "low_confidence_threshold", "notes_bedrock_enabled",
             "quota_summary",
             "created_at",
         ]  # fmt: skip

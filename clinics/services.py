@@ -51,6 +51,7 @@ CLINIC_UPDATABLE_FIELDS = frozenset(
         "mcp_enabled",
         "mcp_key_roles",
         "low_confidence_threshold",
+        "notes_bedrock_enabled",
     }
 )
 QUOTA_FIELDS = frozenset({"max_concurrent_sessions", "max_session_seconds", "audio_minutes_per_month", "storage_bytes"})
@@ -109,6 +110,8 @@ def _validate_clinic_fields(fields: dict[str, Any]) -> None:
         errors["consent_required"] = "Must be true or false."
     if "mcp_enabled" in fields and not isinstance(fields["mcp_enabled"], bool):
         errors["mcp_enabled"] = "Must be true or false."
+    if "notes_bedrock_enabled" in fields and not isinstance(fields["notes_bedrock_enabled"], bool):
+        errors["notes_bedrock_enabled"] = "Must be true or false."
     if "mcp_key_roles" in fields and fields["mcp_key_roles"] not in McpKeyRoles.values:
         errors["mcp_key_roles"] = f"Must be one of {', '.join(McpKeyRoles.values)}."
     if "low_confidence_threshold" in fields:

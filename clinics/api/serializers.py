@@ -37,9 +37,14 @@ LOW_CONFIDENCE_HELP = (
     "first; 0 flags none. Default 0.6."
 )
 
+NOTES_BEDROCK_HELP = (
+    "Opt in to Amazon Bedrock writing the clinic's SOAP note drafts (the transcript text is sent to AWS Bedrock "
+    "in the platform's region; no clinic or patient identifier). Off: the offline extractive engine."
+)
+
 CLINIC_FIELDS = (
     "id", "name", "slug", "default_language", "time_zone", "is_active", "retention_days", "producer_grace_minutes",
-    "consent_required", "mcp_enabled", "mcp_key_roles", "low_confidence_threshold",
+    "consent_required", "mcp_enabled", "mcp_key_roles", "low_confidence_threshold", "notes_bedrock_enabled",
     "created_at",
 )  # fmt: skip
 
@@ -66,6 +71,7 @@ class ClinicSerializer(serializers.Serializer):
     )
     mcp_key_roles = serializers.CharField(help_text="Which API keys may use the MCP server: admin or admin_clinician.")
     low_confidence_threshold = serializers.FloatField(help_text=LOW_CONFIDENCE_HELP)
+    notes_bedrock_enabled = serializers.BooleanField(help_text=NOTES_BEDROCK_HELP)
     created_at = serializers.DateTimeField()
     role = serializers.CharField(help_text="Your role in this clinic.")
     quota = QuotaUsageSerializer()
@@ -101,6 +107,7 @@ class ClinicPatchSerializer(serializers.Serializer):
     low_confidence_threshold = StrictFloatField(
         required=False, min_value=0.0, max_value=1.0, help_text=LOW_CONFIDENCE_HELP
     )
+    notes_bedrock_enabled = StrictBooleanField(required=False, help_text=NOTES_BEDROCK_HELP)
     id = serializers.UUIDField(read_only=True)
     slug = serializers.CharField(read_only=True)
     is_active = serializers.BooleanField(read_only=True)
