@@ -85,6 +85,13 @@ def _audit(principal: Principal, action: str, note: ClinicalNote, **details: Any
     )
 
 
+def _actor_label(principal: Principal) -> str:
+    """Who asked, edited or signed, as the audit rows name them
+    (``system:notes`` for the automatic drafts)."""
+    system = principal.extra.get("system")
+    return f"system:{system}" if system else principal.label
+
+
 def _kick_after_commit() -> None:
     # Imported here: the worker runs the jobs, which save through this module.
     from notes.worker import note_jobs_kick
@@ -159,7 +166,7 @@ def note_generate(*, principal: Principal, session: ConsultationSession, engine:
             note.revision += 1
         else:
             note = _new_version(session, latest)
-        _queue(note, engine=chosen, requested_by=principal.label)
+        _queue(note, engine=chosen, requested_by=_actor_label(principal))
         note.save()
         _audit(principal, AuditAction.NOTE_GENERATE, note, engine=chosen, reason="request")
         _kick_after_commit()
@@ -179,7 +186,7 @@ def note_retry(*, principal: Principal, session: ConsultationSession) -> Clinica
         if note.engine == NoteEngineName.BEDROCK and not principal.clinic.notes_bedrock_enabled:
             raise BedrockNotEnabled()
         note.revision += 1
-        _queue(note, engine=note.engine, requested_by=principal.label)
+        _queue(note, engine=note.engine, requested_by=_actor_label(principal))
         note.save()
         _audit(principal, AuditAction.NOTE_GENERATE, note, engine=note.engine, reason="retry")
         _kick_after_commit()
@@ -214,7 +221,7 @@ def note_request_auto(*, clinic_id: Any, session_id: Any) -> ClinicalNote | None
         elif (
             latest.status == NoteStatus.DRAFT
             and latest.version == 1
-            and latest.requested_by == principal.label
+            and latest.requested_by == _actor_label(principal)
             and not latest.edited_at
             and latest.source_fingerprint != note_source_fingerprint(principal=principal, session=session)
         ):
@@ -223,7 +230,7 @@ def note_request_auto(*, clinic_id: Any, session_id: Any) -> ClinicalNote | None
         else:
             return None
         engine = note_engine_for(clinic=clinic)
-        _queue(note, engine=engine, requested_by=principal.label, delay=delay)
+        _queue(note, engine=engine, requested_by=_actor_label(principal), delay=delay)
         note.save()
         _audit(principal, AuditAction.NOTE_GENERATE, note, engine=engine, reason="transcript_completed")
         _kick_after_commit()
@@ -364,6 +371,9 @@ def _edited_sections(current: dict[str, Any], sections: object) -> dict[str, lis
         result[key] = []
         for i, item in enumerate(items):
             where = f"sections.{key}[{i}]"
+            if isinstance(item, dict) and set(item) - {"id", "text"}:
+                errors[where] = "A sentence has only id and text: evidence is linked by the server, never sent."
+                continue
             text = item.get("text") if isinstance(item, dict) else None
             if not isinstance(text, str) or not text.strip() or len(text) > SENTENCE_TEXT_MAX:
                 errors[where] = f"Needs a text of 1-{SENTENCE_TEXT_MAX} characters."
@@ -416,12 +426,12 @@ def note_edit(
             note.model_id = latest.model_id
             note.prompt_version = latest.prompt_version
             note.source_fingerprint = latest.source_fingerprint
-            note.requested_by = principal.label
+            note.requested_by = _actor_label(principal)
         else:
             note = latest
             note.revision += 1
         note.sections = new_sections
-        note.edited_by = principal.label
+        note.edited_by = _actor_label(principal)
         note.edited_at = now
         note.save()
         _audit(
@@ -450,7 +460,7 @@ def note_sign(*, principal: Principal, session: ConsultationSession, version: ob
         if latest.status != NoteStatus.DRAFT:
             raise NoteNotEditable(details={"status": latest.status})
         latest.status = NoteStatus.SIGNED
-        latest.signed_by = principal.label
+        latest.signed_by = _actor_label(principal)
         latest.signed_at = timezone.now()
         latest.save(update_fields=["status", "signed_by", "signed_at", "updated_at"])
         details: dict[str, Any] = {"revision": latest.revision}

@@ -51,9 +51,7 @@ _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
 
 def transcript_prompt(request: NoteRequest) -> str:
     """One line per final: ``[seg-3] patient: text``."""
-    lines = [
-        f"[{s.segment_id}] {s.role or 'speaker'}: {' '.join(s.text.split())}" for s in request.segments
-    ]
+    lines = [f"[{s.segment_id}] {s.role or 'speaker'}: {' '.join(s.text.split())}" for s in request.segments]
     return "Transcript:\n" + "\n".join(lines)
 
 
@@ -163,7 +161,9 @@ class BedrockNoteEngine(NoteEngine):
             raise NoteEngineError("Bedrock refused the request", code="note_engine_denied") from None
         except (ReadTimeoutError, ConnectTimeoutError):
             log.warning("bedrock_call_timeout", timeout=self.timeout)
-            raise NoteEngineError("Bedrock did not answer in time", code="note_engine_timeout", retryable=True) from None
+            raise NoteEngineError(
+                "Bedrock did not answer in time", code="note_engine_timeout", retryable=True
+            ) from None
         except (EndpointConnectionError, BotoCoreError) as exc:
             log.warning("bedrock_call_unreachable", error=type(exc).__name__)
             raise NoteEngineError("Bedrock unreachable", code="note_engine_unavailable", retryable=True) from None

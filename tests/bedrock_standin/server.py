@@ -13,6 +13,7 @@ unless ``answer_text`` says exactly what the model answers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -67,7 +68,7 @@ def _handler(standin: ConverseStandin) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # quiet: the transcript is in the body
 
         def _send(self, status: int, body: dict[str, Any], error_type: str | None = None) -> None:
@@ -77,11 +78,13 @@ def _handler(standin: ConverseStandin) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             self.send_header("x-amzn-RequestId", "standin-request")
             if error_type:
-                self.send_header("x-amzn-errortype", f"{error_type}:http://internal.amazon.com/coral/com.amazon.bedrock/")
+                self.send_header(
+                    "x-amzn-errortype", f"{error_type}:http://internal.amazon.com/coral/com.amazon.bedrock/"
+                )
             self.end_headers()
             self.wfile.write(data)
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             match = re.fullmatch(r"/model/(?P<model>[^/]+)/converse", self.path)
             if match is None:
@@ -102,7 +105,9 @@ def _handler(standin: ConverseStandin) -> type[BaseHTTPRequestHandler]:
             if scenario.kind == "slow":
                 standin.release.wait(scenario.delay or 30.0)
             if scenario.kind == "throttle":
-                self._send(429, {"message": "Too many requests, please wait before trying again."}, "ThrottlingException")
+                self._send(
+                    429, {"message": "Too many requests, please wait before trying again."}, "ThrottlingException"
+                )
                 return
             if scenario.kind == "error500":
                 self._send(500, {"message": "internal"}, "InternalServerException")
@@ -115,7 +120,8 @@ def _handler(standin: ConverseStandin) -> type[BaseHTTPRequestHandler]:
                 text = "Here is your SOAP note: Subjective - the patient has a headache."
             if text is None:
                 text = echo_answer(body)
-            try:
+            # The client may have given up (the timeout case).
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self._send(
                     200,
                     {
@@ -126,8 +132,6 @@ def _handler(standin: ConverseStandin) -> type[BaseHTTPRequestHandler]:
                         "metrics": {"latencyMs": 5},
                     },
                 )  # fmt: skip
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (the timeout case)
 
     return Handler
 

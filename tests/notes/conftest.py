@@ -5,7 +5,8 @@ process's worker does."""
 import pytest
 
 from sessions.models import ConsultationSession, SessionStatus, TranscriptSegment
-from tests.api.conftest import client_a, client_a_admin, client_b, error_code, key_a  # noqa: F401
+from tests.api.conftest import client_a, client_a_admin, client_b, key_a, segments_a, session_a  # noqa: F401
+from tests.bedrock_standin.fixtures import converse_standin  # noqa: F401
 
 EN_LINES = (
     ("spk_0", "Good morning. What brings you in today?"),

@@ -2,14 +2,6 @@
 (JSON, text, FHIR), edit with preconditions, sign; every path 404 for
 another clinic."""
 
-import json
-
-import pytest
-
-from clinics.models import AuditEvent
-from notes.models import ClinicalNote, NoteStatus
-from tests.api.conftest import error_code
-
 
 def _url(session, tail: str = "") -> str:
     return f"/api/v1/sessions/{session.pk}/note/{tail}"

@@ -12,7 +12,6 @@ from notes.engines.bedrock import BedrockNoteEngine
 from notes.models import ClinicalNote, NoteEngineCall, NoteStatus
 from notes.services import note_generate
 from tests.api.conftest import error_code
-from tests.bedrock_standin.fixtures import converse_standin  # noqa: F401
 from tests.bedrock_standin.server import Scenario
 
 
@@ -42,7 +41,7 @@ REQUEST = NoteRequest(
 )
 
 
-def test_it_drafts_through_the_converse_api(converse_standin, en_session, principal_clinician_a, opted_in, run_jobs):  # noqa: F811
+def test_it_drafts_through_the_converse_api(converse_standin, en_session, principal_clinician_a, opted_in, run_jobs):
     note_generate(principal=principal_clinician_a, session=en_session, engine="bedrock")
     assert run_jobs() == 1
     note = ClinicalNote.objects.get(session=en_session)
@@ -63,7 +62,9 @@ def test_it_drafts_through_the_converse_api(converse_standin, en_session, princi
     assert call.engine == "bedrock" and call.outcome == "ok" and call.input_chars > 0 and call.output_chars > 0
 
 
-def test_it_sends_no_clinic_or_patient_identifier(converse_standin, en_session, principal_clinician_a, opted_in, run_jobs):  # noqa: F811
+def test_it_sends_no_clinic_or_patient_identifier(
+    converse_standin, en_session, principal_clinician_a, opted_in, run_jobs
+):
     note_generate(principal=principal_clinician_a, session=en_session, engine="bedrock")
     run_jobs()
     [request] = converse_standin.requests
@@ -78,7 +79,7 @@ def test_it_sends_no_clinic_or_patient_identifier(converse_standin, en_session, 
 
 
 def test_it_retries_a_throttled_call_then_fails_visibly(
-    converse_standin, en_session, principal_clinician_a, opted_in, run_jobs, settings, client_a  # noqa: F811
+    converse_standin, en_session, principal_clinician_a, opted_in, run_jobs, settings, client_a
 ):
     from datetime import timedelta
 
@@ -110,7 +111,7 @@ def test_it_retries_a_throttled_call_then_fails_visibly(
 
 
 def test_it_fails_a_malformed_answer_visibly_without_retrying(
-    converse_standin, en_session, principal_clinician_a, opted_in, run_jobs, client_a  # noqa: F811
+    converse_standin, en_session, principal_clinician_a, opted_in, run_jobs, client_a
 ):
     converse_standin.script.append(Scenario("malformed"))
     note_generate(principal=principal_clinician_a, session=en_session, engine="bedrock")
@@ -122,7 +123,7 @@ def test_it_fails_a_malformed_answer_visibly_without_retrying(
 
 
 def test_it_refuses_an_answer_citing_segments_the_transcript_does_not_have(
-    converse_standin, en_session, principal_clinician_a, opted_in, run_jobs  # noqa: F811
+    converse_standin, en_session, principal_clinician_a, opted_in, run_jobs
 ):
     invented = {"subjective": [{"text": "The patient smokes.", "evidence": ["seg-99"]}]}
     converse_standin.script.append(Scenario("success", answer_text=json.dumps(invented)))
@@ -133,14 +134,14 @@ def test_it_refuses_an_answer_citing_segments_the_transcript_does_not_have(
     assert note.sections == {}
 
 
-def test_it_reads_a_fenced_json_answer(converse_standin):  # noqa: F811
+def test_it_reads_a_fenced_json_answer(converse_standin):
     answer = '```json\n{"plan": [{"text": "Ice the knee.", "evidence": ["seg-1"]}]}\n```'
     converse_standin.script.append(Scenario("success", answer_text=answer))
     draft = _engine(converse_standin).generate(REQUEST, progress=lambda p: None)
     assert [(s.text, s.evidence) for s in draft.sections["plan"]] == [("Ice the knee.", ["seg-1"])]
 
 
-def test_it_turns_a_timeout_into_a_retryable_error(converse_standin):  # noqa: F811
+def test_it_turns_a_timeout_into_a_retryable_error(converse_standin):
     converse_standin.script.append(Scenario("slow", delay=10.0))
     with pytest.raises(NoteEngineError) as raised:
         _engine(converse_standin, timeout=0.3).generate(REQUEST, progress=lambda p: None)
@@ -151,7 +152,7 @@ def test_it_turns_a_timeout_into_a_retryable_error(converse_standin):  # noqa: F
     ("kind", "code", "retryable"),
     [("error500", "note_engine_unavailable", True), ("denied", "note_engine_denied", False)],
 )
-def test_it_says_whether_a_refusal_is_worth_retrying(converse_standin, kind, code, retryable):  # noqa: F811
+def test_it_says_whether_a_refusal_is_worth_retrying(converse_standin, kind, code, retryable):
     converse_standin.script.append(Scenario(kind))
     with pytest.raises(NoteEngineError) as raised:
         _engine(converse_standin).generate(REQUEST, progress=lambda p: None)
