@@ -85,6 +85,11 @@ def js_catalog() -> dict[str, str]:
             "Leave this page?"
         ),
         "err_consent": _("Record the patient's consent before recording this consultation."),
+        "note_generating": _("Writing the draft…"),
+        "evidence_shown_one": _("The transcript line this sentence is drawn from is marked."),
+        "evidence_shown_many": _("The {n} transcript lines this sentence is drawn from are marked."),
+        "evidence_missing": _("This sentence's evidence lines are not on the page."),
+        "evidence_no_audio": _("The audio cannot be played here; the evidence lines are marked."),
         "err_generic": _("Something went wrong."),
         "err_generic_detail": _("Something went wrong: {detail}"),
     }

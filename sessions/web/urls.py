@@ -15,6 +15,12 @@ urlpatterns = [
     path("sessions/<uuid:session_id>/corrections/", views.segment_correction, name="segment_correction"),
     path("sessions/<uuid:session_id>/confirmations/", views.segment_confirmation, name="segment_confirmation"),
     path("sessions/<uuid:session_id>/speakers/", views.session_speakers, name="session_speakers"),
+    path("sessions/<uuid:session_id>/note/", views.note_edit_view, name="note_edit"),
+    path("sessions/<uuid:session_id>/note/sign/", views.note_sign_view, name="note_sign"),
+    path("sessions/<uuid:session_id>/note/new-version/", views.note_new_version, name="note_new_version"),
+    path("sessions/<uuid:session_id>/note/retry/", views.note_retry_view, name="note_retry"),
+    path("sessions/<uuid:session_id>/note/generate/", views.note_generate_view, name="note_generate"),
+    path("sessions/<uuid:session_id>/note/status/", views.note_status, name="note_status"),
     path(
         "sessions/<uuid:session_id>/consent/withdraw/",
         views.session_consent_withdraw,

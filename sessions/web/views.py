@@ -7,7 +7,7 @@ from datetime import datetime, time, timedelta
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -18,9 +18,22 @@ from django.views.decorators.http import require_http_methods
 from clinics.access import access_session, memberships_of, principal_for_user
 from clinics.api.base import SESSION_CLINIC_KEY
 from clinics.models import Language
+from notes.formats import labels_for, sentence_entry
+from notes.models import SECTION_KEYS, ClinicalNote, NoteStatus
+from notes.selectors import note_latest
+from notes.services import (
+    NoteConflict,
+    NoteGenerating,
+    NoteNotEditable,
+    note_edit,
+    note_generate,
+    note_read,
+    note_retry,
+    note_sign,
+)
 from sessions.engine_support import clinic_engine, clinic_engine_languages
 from sessions.formats import needs_review, speaker_roles
-from sessions.models import OPEN_STATUSES, SessionStatus
+from sessions.models import OPEN_STATUSES, ConsultationSession, SessionStatus
 from sessions.search import InvalidSearchQuery, search_hit, search_query_parse, transcript_search
 from sessions.selectors import audio_stored_ms, quota_with_usage, session_list, speakers_heard, transcript_history
 from sessions.services import (
@@ -63,6 +76,7 @@ def _lines(
         {
             "segment_id": s.segment_id,
             "start_ms": s.start_ms,
+            "end_ms": s.end_ms,
             "ts": clock(s.start_ms),
             "text": s.text,
             "revision": s.revision,
@@ -173,10 +187,67 @@ def session_index(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _note_sections(note: ClinicalNote, spans: dict[str, tuple[int, int]]) -> list[dict[str, object]]:
+    """The note's sections as the panel shows them: labels in the
+    consultation's language (the note is written for its chart), each
+    sentence with its evidence ids and the span of audio they cover."""
+    labels = labels_for(note.language)
+    sections = []
+    for key in SECTION_KEYS:
+        sentences = []
+        for sentence in (note.sections or {}).get(key, []):
+            entry = sentence_entry(sentence, spans)
+            ids = [e["segment_id"] for e in entry["evidence"]]
+            sentences.append(
+                {
+                    **entry,
+                    "evidence": ids,
+                    "evidence_ids": " ".join(ids),
+                    "from_ts": clock(entry["start_ms"]) if ids else "",
+                    "to_ts": clock(entry["end_ms"]) if ids else "",
+                }
+            )
+        sections.append({"key": key, "label": labels[key], "sentences": sentences})
+    return sections
+
+
+def _who(principal_label: str, request: HttpRequest) -> str:
+    """An audit label as the page shows it: the reader's own name for
+    themselves, the label (``user:<id>``, ``api-key:<prefix>``) otherwise,
+    as the consent facts show it."""
+    if principal_label and principal_label == console_principal(request).label:
+        return request.user.get_username()
+    return principal_label
+
+
+def _note_context(request: HttpRequest, session: ConsultationSession) -> dict[str, object]:
+    """The note panel: the version asked for (``?note=<version>``) or the
+    latest, read through the audited service; nothing before a first draft."""
+    principal = console_principal(request)
+    latest = note_latest(principal=principal, session=session)
+    if latest is None:
+        return {"note": None}
+    wanted = request.GET.get("note")
+    view = note_read(principal=principal, session=session, version=wanted or None, fmt="console")
+    note = view.note
+    is_latest = note.version == latest.version
+    return {
+        "note": note,
+        "note_is_latest": is_latest,
+        "note_editable": is_latest and note.status == NoteStatus.DRAFT,
+        "note_sections": _note_sections(note, view.spans),
+        "note_versions": view.versions,
+        "note_signed_by": _who(note.signed_by, request),
+        "note_edited_by": _who(note.edited_by, request),
+        "note_status_url": reverse("console:note_status", args=[session.pk]),
+    }
+
+
 @console_view()
 def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
     principal = console_principal(request)
     session = access_session(principal, session_id)
+    note_context = _note_context(request, session)
     segments = transcript_read(principal=principal, session=session, fmt="console")
     is_open = session.status in OPEN_STATUSES
     speakers, roles_set = speakers_heard(principal=principal, session=session)
@@ -205,7 +276,215 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
             can_resume=is_open and session.source != "batch",
             grace_minutes=principal.clinic.producer_grace_minutes,
             consent_form=ConsentForm(),
+            **note_context,
         ),
+    )
+
+
+def _note_url(session: ConsultationSession) -> str:
+    return f"{reverse('console:session_detail', args=[session.pk])}#note"
+
+
+def _posted_int(request: HttpRequest, name: str) -> int:
+    """A posted precondition; -1 (never a note's) when missing or not a number."""
+    value = request.POST.get(name, "")
+    return int(value) if value.isdigit() else -1
+
+
+def _posted_sections(request: HttpRequest) -> dict[str, list[dict[str, str]]]:
+    """The draft form's sentences in page order: ``<section>.<sentence id>``
+    fields keep their sentence (and its evidence), ``<section>.new`` adds
+    the clinician's own; an emptied sentence is dropped."""
+    sections: dict[str, list[dict[str, str]]] = {key: [] for key in SECTION_KEYS}
+    for name, values in request.POST.lists():
+        section, _, sentence_id = name.partition(".")
+        if section not in sections or not sentence_id:
+            continue
+        for value in values:
+            if not value.strip():
+                continue
+            item = {"text": value}
+            if sentence_id != "new":
+                item["id"] = sentence_id
+            sections[section].append(item)
+    return sections
+
+
+def _sections_changed(note: ClinicalNote | None, posted: dict[str, list[dict[str, str]]]) -> bool:
+    if note is None:
+        return False
+    current = {
+        key: [(s["id"], " ".join(s["text"].split())) for s in (note.sections or {}).get(key, [])]
+        for key in SECTION_KEYS
+    }
+    wanted = {key: [(s.get("id"), " ".join(s["text"].split())) for s in items] for key, items in posted.items()}
+    return current != wanted
+
+
+def _note_conflict_message(request: HttpRequest) -> None:
+    messages.error(
+        request,
+        _(
+            "The note was changed meanwhile (on another screen or by a colleague). Check the latest version, "
+            "then apply your change again."
+        ),
+    )
+
+
+@console_view()
+@require_http_methods(["POST"])
+def note_edit_view(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Saves the clinician's edits of the draft, refused if the note moved
+    on since the page was loaded (``version`` and ``revision``)."""
+    principal = console_principal(request)
+    session = access_session(principal, session_id)
+    version = _posted_int(request, "version")
+    try:
+        note = note_edit(
+            principal=principal,
+            session=session,
+            version=version,
+            revision=_posted_int(request, "revision"),
+            sections=_posted_sections(request),
+        )
+    except NoteConflict:
+        _note_conflict_message(request)
+    except (NoteGenerating, NoteNotEditable):
+        messages.error(request, _("This version of the note cannot be edited now."))
+    except InvalidInput:
+        messages.error(request, _("A sentence is too long: at most 2000 characters."))
+    else:
+        if note.version != version:
+            # Signed on another screen since this page was loaded: the signed
+            # version stays as it is, the edits became the next version.
+            messages.info(
+                request,
+                _(
+                    "The note was signed meanwhile, so it was not changed: your edits are saved as a new draft "
+                    "version %(version)s."
+                )
+                % {"version": note.version},
+            )
+        else:
+            messages.success(request, _("The draft is saved."))
+    return redirect(_note_url(session))
+
+
+@console_view()
+@require_http_methods(["POST"])
+def note_sign_view(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Saves the draft as shown (when edited since it was loaded), then
+    signs it: from then on that version never changes."""
+    principal = console_principal(request)
+    session = access_session(principal, session_id)
+    version, revision = _posted_int(request, "version"), _posted_int(request, "revision")
+    latest = note_latest(principal=principal, session=session)
+    if latest is None:
+        raise NotFound()
+    if latest.status == NoteStatus.SIGNED and latest.version == version:
+        # Signed on another screen meanwhile: edits here would make and sign
+        # a new version nobody reviewed as such; nothing is written.
+        messages.error(request, _("This version was signed meanwhile. Nothing was changed; check it below."))
+        return redirect(_note_url(session))
+    try:
+        sections = _posted_sections(request)
+        # Sign what the clinician sees: edits not saved yet are saved first
+        # (an unchanged draft is signed as it is, no edit recorded).
+        if _sections_changed(latest, sections):
+            note = note_edit(
+                principal=principal, session=session, version=version, revision=revision, sections=sections
+            )
+            version, revision = note.version, note.revision
+        note_sign(principal=principal, session=session, version=version, revision=revision)
+    except NoteConflict:
+        _note_conflict_message(request)
+    except (NoteGenerating, NoteNotEditable):
+        messages.error(request, _("This version of the note cannot be signed now."))
+    except InvalidInput:
+        messages.error(request, _("A sentence is too long: at most 2000 characters."))
+    else:
+        messages.success(request, _("The note is signed. It can no longer be changed; a new version replaces it."))
+    return redirect(_note_url(session))
+
+
+@console_view()
+@require_http_methods(["POST"])
+def note_new_version(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Starts a new draft version from the signed latest one (same
+    sentences and evidence); it replaces the signed one once signed."""
+    principal = console_principal(request)
+    session = access_session(principal, session_id)
+    latest = note_latest(principal=principal, session=session)
+    if latest is None:
+        raise NotFound()
+    unchanged = {
+        key: [{"id": s["id"], "text": s["text"]} for s in (latest.sections or {}).get(key, [])] for key in SECTION_KEYS
+    }
+    try:
+        note_edit(
+            principal=principal,
+            session=session,
+            version=_posted_int(request, "version"),
+            revision=_posted_int(request, "revision"),
+            sections=unchanged,
+        )
+    except NoteConflict:
+        _note_conflict_message(request)
+    except (NoteGenerating, NoteNotEditable, InvalidInput):
+        messages.error(request, _("A new version can only be started from the signed note."))
+    else:
+        messages.success(request, _("A new draft version is started; the signed version stays until it is signed."))
+    return redirect(_note_url(session))
+
+
+@console_view()
+@require_http_methods(["POST"])
+def note_retry_view(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Runs a failed draft's job again."""
+    principal = console_principal(request)
+    session = access_session(principal, session_id)
+    try:
+        note_retry(principal=principal, session=session)
+    except Conflict:
+        messages.info(request, _("The draft is no longer failed: it is being written or is ready."))
+    else:
+        messages.success(request, _("The draft is being written again."))
+    return redirect(_note_url(session))
+
+
+@console_view()
+@require_http_methods(["POST"])
+def note_generate_view(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Asks for a first draft of an ended consultation that has none."""
+    principal = console_principal(request)
+    session = access_session(principal, session_id)
+    try:
+        note_generate(principal=principal, session=session)
+    except Conflict:
+        messages.error(request, _("A note is drafted once the consultation has ended."))
+    else:
+        messages.success(request, _("The draft is being written."))
+    return redirect(_note_url(session))
+
+
+@console_view()
+@require_http_methods(["GET"])
+def note_status(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Where the latest note's job is, for the panel's polling: status and
+    counters only, no text (so not a note read to audit)."""
+    principal = console_principal(request)
+    session = access_session(principal, session_id)
+    note = note_latest(principal=principal, session=session)
+    if note is None:
+        raise NotFound()
+    return JsonResponse(
+        {
+            "status": note.status,
+            "progress": note.progress,
+            "version": note.version,
+            "revision": note.revision,
+            "attempts": note.attempts,
+        }
     )
 
 
