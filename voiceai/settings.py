@@ -262,6 +262,8 @@ SPECTACULAR_SETTINGS = {
         "ConsentMethodEnum": "sessions.models.ConsentMethod",
         "SpeakerRoleEnum": "sessions.models.SpeakerRole",
         "RoleEnum": "clinics.models.Role",
+        # Two "status" choice sets (sessions', notes'): the sessions' keeps the name it always had.
+        "StatusEnum": "sessions.models.SessionStatus",
         "NoteStatusEnum": "notes.models.NoteStatus",
         "NoteEngineEnum": "notes.models.NoteEngineName",
         "NoteSectionEnum": "notes.models.NoteSection",

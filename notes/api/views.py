@@ -283,7 +283,32 @@ class SessionTranscriptFhirView(ClinicScopedAPIView):
         "transcript (latest revisions, speaker roles) as a base64 attachment, the session id as "
         "masterIdentifier (urn:uuid:...), the integrator's external_ref as an identifier. Validated with "
         "fhir.resources. Audited (transcript.read, format fhir).",
-        responses={(200, "application/fhir+json"): OpenApiTypes.OBJECT, **ERRORS},
+        responses={
+            (200, "application/fhir+json"): OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                examples=[
+                    OpenApiExample(
+                        "DocumentReference (abridged)",
+                        value={
+                            "resourceType": "DocumentReference",
+                            "status": "current",
+                            "docStatus": "final",
+                            "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:0b8d0c3a-..."},
+                            "content": [
+                                {
+                                    "attachment": {
+                                        "contentType": "text/plain; charset=utf-8",
+                                        "language": "ja-JP",
+                                        "data": "WzAwOjAwOjAwLjAwMCAtLT4g...",
+                                    }
+                                }
+                            ],
+                        },
+                    )
+                ],
+            ),
+            **ERRORS,
+        },
     )
     def get(self, request: Request, id: str) -> HttpResponse:
         session = access_session(self.principal, id)

@@ -175,7 +175,9 @@ def test_it_ends_a_session_and_tells_live_sockets_after_commit(client_a, session
         response = client_a.post(f"/api/v1/sessions/{session_a.id}/end/")
         assert _relayed(session_a.clinic_id, session_a.id) == []  # not before the commit
     assert response.status_code == 200 and response.json()["status"] == "ended"
-    assert len(callbacks) == 1
+    # After the commit: the sockets are told, the note draft is asked for
+    # (transcript_completed), and that draft's job is started.
+    assert len(callbacks) == 3
     # Its producer hears it on the control log, its viewers on theirs.
     assert _relayed(session_a.clinic_id, control_log(session_a.id)) == [{"type": "session.ended"}]
     assert _relayed(session_a.clinic_id, session_a.id) == [{"type": "session.ended"}]
