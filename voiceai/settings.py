@@ -104,6 +104,12 @@ DATABASES = {
     )
 }
 DATABASE_POOL = env_bool("DATABASE_POOL", True) and DATABASES["default"]["ENGINE"].endswith("postgresql")
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # ``make run``: worker threads (batch jobs, note drafts) write beside
+    # requests. A transaction that reads first and writes later could not
+    # wait for SQLite's one write lock ("database is locked" at once);
+    # IMMEDIATE takes the lock at BEGIN, waiting up to the timeout.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
 if DATABASE_POOL:
     if DATABASES["default"]["CONN_MAX_AGE"]:
         raise ImproperlyConfigured("DATABASE_CONN_MAX_AGE must be 0 while DATABASE_POOL is on (the pool reuses)")

@@ -140,3 +140,20 @@ def test_it_forgets_a_job_whose_session_was_erased(en_session, principal_clinici
     session_erase(principal=principal_admin_a, session=en_session)
     assert not ClinicalNote.objects.exists()
     assert note_job_run(claimed) == ""
+
+
+def test_it_seeds_the_demo_consultations_with_note_drafts(db, tmp_path):
+    import io
+
+    from django.core.management import call_command
+
+    for _ in range(2):  # idempotent: the second run adds no version
+        call_command("seed_demo", "--force", "--key-file", str(tmp_path / "k"), stdout=io.StringIO())
+    notes = ClinicalNote.objects.filter(clinic__slug="demo").select_related("session")
+    assert sorted((n.session.external_ref, n.version, n.status) for n in notes) == [
+        ("demo-en-chest-pain", 1, "draft"),
+        ("demo-ja-cough", 1, "draft"),
+        ("demo-ja-headache", 1, "draft"),
+    ]
+    headache = next(n for n in notes if n.session.external_ref == "demo-ja-headache")
+    assert headache.sections["plan"][0]["text"] == "鎮痛薬を出しますので、一週間後にもう一度来てください。"

@@ -106,7 +106,7 @@ class Command(BaseCommand):
                 self._ensure_user(clinic, username, password, role)
             raw_key = self._ensure_api_key(clinic, key_file)
             self._ensure_consultations(clinic)
-        self._ensure_notes(clinic)
+            self._ensure_notes(clinic)
         clinic.refresh_from_db()  # clinic_update saved its own copy of the row
         self._print_summary(clinic, raw_key, key_file)
 
