@@ -9,6 +9,7 @@ import hashlib
 import pytest
 
 from clinics.models import Membership, Role
+from notes.models import ClinicalNote
 from sessions.models import ConsultationSession, TranscriptSegment
 from tests.browser.conftest import AXE_JS, AXE_SHA256, assert_accessible, screenshot, session_cookie_for
 from tests.servers import requires_shared_database
@@ -40,6 +41,17 @@ def test_it_finds_no_serious_accessibility_violation_on_any_console_page(
     server = console_server()
     ended = _ended_session(clinic_a)
     live = ConsultationSession.objects.create(clinic=clinic_a, language="en-US", engine="fake", status="live")
+    # The note panel's states that the note's own browser test does not reach.
+    failed_note = _ended_session(clinic_a)
+    ClinicalNote.objects.create(
+        clinic=clinic_a, session=failed_note, version=1, language="en-US", engine="extractive",
+        status="failed", error_code="note_engine_timeout", error_retryable=True,
+    )  # fmt: skip
+    generating_note = _ended_session(clinic_a)
+    ClinicalNote.objects.create(
+        clinic=clinic_a, session=generating_note, version=1, language="en-US", engine="extractive",
+        status="generating", progress=40, attempts=2,
+    )  # fmt: skip
 
     anonymous = page_factory(locale=locale)
     anonymous.goto(server.url + "/accounts/login/")
@@ -52,6 +64,8 @@ def test_it_finds_no_serious_accessibility_violation_on_any_console_page(
         "filtered consultations": "/sessions/?status=nonsense",
         "an ended consultation": f"/sessions/{ended.pk}/",
         "a live consultation": f"/sessions/{live.pk}/",
+        "a consultation whose note failed": f"/sessions/{failed_note.pk}/",
+        "a consultation whose note is being written": f"/sessions/{generating_note.pk}/",
         "the live view of an ended consultation": f"/sessions/{ended.pk}/live/",
         "the live view": f"/sessions/{live.pk}/live/",
         "the delete confirmation": f"/sessions/{ended.pk}/delete/",
