@@ -145,6 +145,49 @@ TAKEN_OVER_JS = """async () => {
 }"""
 
 
+NOTE_EVIDENCE_JS = """async () => {
+  const { evidenceIds, evidenceSpan, highlightEvidence, SpanPlayer } = await import('/static/console/note.js');
+  const list = document.createElement('ol');
+  list.id = 'transcript';
+  for (const [id, start, end] of [['a', 0, 1800], ['b', 2000, 3800], ['c', 4000, 5800]]) {
+    const li = document.createElement('li');
+    Object.assign(li, { id: 'seg-' + id });
+    li.dataset.start = start;
+    li.dataset.end = end;
+    list.append(li);
+  }
+  document.body.append(list);
+  const link = document.createElement('a');
+  link.dataset.evidence = 'c  a missing';
+  const ids = evidenceIds(link);
+  const first = highlightEvidence(ids).map(li => li.id);
+  const span = evidenceSpan(first.map(id => document.getElementById(id)));
+  const second = highlightEvidence(['b']).map(li => li.id);
+  const marked = [...list.querySelectorAll('li.evidence')].map(li => [li.id, li.getAttribute('aria-current')]);
+  const unmarked = list.querySelector('#seg-a').hasAttribute('aria-current');
+
+  // An <audio> stand-in: what SpanPlayer touches, with a clock the test moves.
+  class FakeAudio extends EventTarget {
+    constructor() { super(); this.readyState = 1; this.currentTime = 0; this.paused = true; this.pauses = 0; }
+    async play() { this.paused = false; }
+    pause() { this.paused = true; this.pauses += 1; }
+  }
+  const audio = new FakeAudio();
+  const player = new SpanPlayer(audio);
+  await player.play(4000, 5800);
+  const started = [audio.currentTime, audio.paused, player.stopAt];
+  audio.currentTime = 5.0;
+  audio.dispatchEvent(new Event('timeupdate'));
+  const midway = audio.paused;
+  // A later span replaces the first: its end, not the first's, stops it.
+  await player.play(2000, 3800);
+  audio.currentTime = 3.9;
+  audio.dispatchEvent(new Event('timeupdate'));
+  const ended = [audio.paused, player.stopAt];
+  return { ids, first, span, second, marked, unmarked, started, midway, ended };
+}"""
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
@@ -216,3 +259,15 @@ def test_it_stops_for_good_when_another_screen_takes_the_recording_over(console_
     assert r["storage"] == "Saving audio is delayed; it is kept and saving is retried."
     assert r["unknown"] == "Note from the server: Heads up"
     assert r["queued"].startswith("All transcription slots are busy. You are number 3 in the queue")
+
+
+def test_it_marks_a_sentences_evidence_lines_and_plays_only_their_span(console_page):
+    r = console_page.evaluate(NOTE_EVIDENCE_JS)
+    assert r["ids"] == ["c", "a", "missing"]
+    assert r["first"] == ["seg-c", "seg-a"]  # an id not on the page is skipped
+    assert r["span"] == [0, 5800]  # from the earliest start to the latest end
+    assert r["second"] == ["seg-b"]
+    assert r["marked"] == [["seg-b", "true"]] and r["unmarked"] is False  # the earlier marks are cleared
+    assert r["started"] == [4.0, False, 5.8]
+    assert r["midway"] is False
+    assert r["ended"] == [True, None]
