@@ -394,7 +394,7 @@ def trial_connect_cost(
 
 def long_pauses(log_path: Path, started_at: float | None) -> list[dict[str, Any]]:
     """The server's ``gc_pause`` and ``malloc_trim_slow`` log lines (pauses
-    of 50 ms or more, voiceai/ops/pauses.py and malloc.py), each
+    of 50 ms or more, voiceai/ops/collector.py and malloc.py), each
     placed in the second of the trial it happened in (from the load
     generator's wall-clock start)."""
     out: list[dict[str, Any]] = []

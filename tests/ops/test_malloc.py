@@ -9,7 +9,7 @@ import threading
 import pytest
 from prometheus_client import REGISTRY
 
-from voiceai.ops import malloc, pauses
+from voiceai.ops import collector, malloc
 
 glibc_only = pytest.mark.skipif(malloc._glibc() is None, reason="glibc's malloc_trim/mallopt")
 
@@ -77,7 +77,7 @@ def test_the_launcher_sets_the_policy_before_serving(monkeypatch):
 
     order: list[str] = []
     monkeypatch.setattr(malloc, "configure_for_long_running_server", lambda: order.append("malloc"))
-    monkeypatch.setattr(pauses, "install", lambda: order.append("pauses"))
+    monkeypatch.setattr(collector, "install_timing", lambda: order.append("gc timing"))
 
     class Server:
         def run(self) -> None:
@@ -86,7 +86,7 @@ def test_the_launcher_sets_the_policy_before_serving(monkeypatch):
     monkeypatch.setattr(serve, "build", lambda host, port: Server())
     monkeypatch.setattr("logging.captureWarnings", lambda capture: None)
     serve.main(["--host", "127.0.0.1", "--port", "0"])
-    assert order == ["malloc", "pauses", "serve"]
+    assert order == ["malloc", "gc timing", "serve"]
 
 
 @glibc_only

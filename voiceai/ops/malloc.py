@@ -36,7 +36,7 @@ M_ARENA_MAX = -8  # glibc's mallopt parameter number
 MALLOC_ARENAS = 2
 TRIM_SECONDS = 60.0
 
-# As voiceai/ops/pauses.py's threshold for the garbage collector.
+# As voiceai/ops/collector.py's threshold for the garbage collector.
 LONG_TRIM_SECONDS = 0.05
 
 log = get_logger(__name__)

@@ -34,7 +34,7 @@ DURABLE_ACK_LAG = Gauge(
 )
 WS_CLOSES = Counter("voiceai_ws_closes_total", "WebSocket closes by close code", ["code"])
 # Pauses that stop the event loop, hence every stream of the process at once
-# (voiceai/ops/pauses.py): a collection of 0.1 s is a second whose p99 misses
+# (voiceai/ops/collector.py): a collection of 0.1 s is a second whose p99 misses
 # the 93 ms budget.
 PAUSE_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.093, 0.2, 0.5, 1.0)
 GC_PAUSE = Histogram(
