@@ -25,12 +25,14 @@ echo engine (the load generator times frames by its byte offsets) and
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import http.client
 import json
 import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -390,6 +392,33 @@ def trial_connect_cost(
     return result
 
 
+def long_pauses(log_path: Path, started_at: float | None) -> list[dict[str, Any]]:
+    """The server's ``gc_pause`` and ``malloc_trim_slow`` log lines (pauses
+    of 50 ms or more, voiceai/ops/collector.py and malloc.py), each
+    placed in the second of the trial it happened in (from the load
+    generator's wall-clock start)."""
+    out: list[dict[str, Any]] = []
+    if started_at is None or not log_path.exists():
+        return out
+    for line in log_path.read_text(errors="replace").splitlines():
+        if '"gc_pause"' not in line and '"malloc_trim_slow"' not in line:
+            continue
+        try:
+            rec = json.loads(line)
+            at = dt.datetime.fromisoformat(rec["timestamp"].replace("Z", "+00:00")).timestamp()
+        except (ValueError, KeyError):
+            continue
+        out.append(
+            {
+                "second": round(at - started_at, 2),
+                "event": rec.get("event"),
+                "generation": rec.get("generation"),
+                "ms": rec.get("pause_ms", rec.get("trim_ms")),
+            }
+        )
+    return out
+
+
 def trial_connect_storm(ctx: BenchContext, n: int, *, seconds: float = 30.0) -> dict[str, Any]:
     bc = provision.bench_clinic("storm")
     cid = str(bc.clinic.pk)
@@ -419,6 +448,7 @@ def trial_connect_storm(ctx: BenchContext, n: int, *, seconds: float = 30.0) -> 
         "servers": stats,
         "core_busy": sampler.core_busy(),
         "loadavg": sampler.loadavg,
+        "long_pauses": long_pauses(server.log_path, lg.get("started_at")),
     }
     if crashed:
         result["crashed"] = crashed

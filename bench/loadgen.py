@@ -669,6 +669,9 @@ async def run_storm(spec: dict[str, Any], emit=print) -> dict[str, Any]:
     limit_ms = float(spec.get("p99_limit_ms", 93.0))
     emit("PHASE measure_start", flush=True)
     t0 = time.perf_counter()
+    # Wall-clock twin of t0: the server's log lines (gc_pause, ...) carry
+    # wall-clock timestamps, and the report puts them in their second.
+    started_at = time.time()
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     connecting = asyncio.ensure_future(_connect_all(streams, {**spec, "connect_concurrency": len(streams)}, totals))
     await asyncio.sleep(duration)
@@ -702,6 +705,7 @@ async def run_storm(spec: dict[str, Any], emit=print) -> dict[str, Any]:
         "all_connected_s": round(begun_at[-1], 2) if len(begun) == len(streams) and begun_at else None,
         "half_connected_s": round(begun_at[len(begun_at) // 2], 2) if begun_at else None,
         "last_connected_s": round(begun_at[-1], 2) if begun_at else None,
+        "started_at": started_at,
         "run_seconds": round(t_end - t0, 1),
         "frames_sent": len(frames),
         "missing_transcripts": sum(1 for _, lat in frames if lat is None),

@@ -365,6 +365,16 @@ def _met(ok: bool | None) -> str:
     return "not measured" if ok is None else ("met" if ok else "**missed**")
 
 
+def _pauses(pauses: list[dict[str, Any]] | None) -> str:
+    """The server's long pauses during a trial: "gen2 92.1 ms at 14.3 s"."""
+    if not pauses:
+        return "none"
+    return ", ".join(
+        f"{'gen' + str(p['generation']) if p.get('event') == 'gc_pause' else 'trim'} {p['ms']} ms at {p['second']} s"
+        for p in pauses
+    )
+
+
 def crowd_line(r: dict[str, Any]) -> str:
     """One log line per crowd trial."""
     verdict = f"{'PASS' if r.get('pass') else 'FAIL'} ({r.get('why')})"
@@ -389,7 +399,8 @@ def crowd_line(r: dict[str, Any]) -> str:
         p99s = " ".join(str(row["p99_ms"]) for row in lg["per_second"])
         return (
             f"  connect_storm N={r['n']}: all connected {lg['all_connected_s']} s (last {lg['last_connected_s']}), "
-            f"p99 < 93 from {lg['p99_holds_from_s']} s, errors={lg['errors']}, p99/s: {p99s} -> {verdict}"
+            f"p99 < 93 from {lg['p99_holds_from_s']} s, errors={lg['errors']}, p99/s: {p99s}, "
+            f"pauses >= 50 ms: {_pauses(r.get('long_pauses'))} -> {verdict}"
         )
     if kind == "watched":
         lg = r.get("loadgen") or {}
@@ -545,6 +556,12 @@ def crowds_markdown(results: dict[str, Any]) -> str:
             f"| {row['second']} | {row['frames']} | {row['missing']} | {_f(row['p50_ms'])} | {_f(row['p99_ms'])} |"
             for row in lg["per_second"]
         ]
+        if "long_pauses" in storm:
+            parts += [
+                "",
+                "The server's pauses of 50 ms or more during the storm (its `gc_pause` and `malloc_trim_slow` log "
+                f"lines, seconds after the first connect attempt): {_pauses(storm['long_pauses'])}.",
+            ]
     watched = c.get("watched")
     if watched and watched.get("loadgen"):
         parts += ["", "Watched sessions (producers on A, viewers on B), in the capacity tables' columns:", "", _HEADER]

@@ -36,6 +36,7 @@ import datetime as dt
 import glob
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -186,6 +187,51 @@ class ServerProbe:
         self.redis.close()
 
 
+def allocator_stats(server: procs.ServerProcess, directory: Path, timeout: float = 10.0) -> dict[str, Any] | None:
+    """SIGUSR2 -> the server writes pymalloc's and glibc's own statistics
+    (``voiceai.ops.serve.write_allocator_stats``); parsed to MB: pymalloc's
+    arenas, and per glibc arena what it holds from the system, what of that is
+    free, and the large blocks glibc mmapped on their own."""
+    before = set(glob.glob(str(directory / f"malloc-{server.pid}-*.txt")))
+    os.kill(server.pid, signal.SIGUSR2)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        new = set(glob.glob(str(directory / f"malloc-{server.pid}-*.txt"))) - before
+        if new:
+            return parse_allocator_stats(Path(new.pop()).read_text(errors="replace"))
+        time.sleep(0.1)
+    return None
+
+
+def parse_allocator_stats(text: str) -> dict[str, Any]:
+    mb = 1024 * 1024
+    out: dict[str, Any] = {}
+    m = re.search(r"(\d+) arenas \* (\d+) bytes/arena", text)
+    if m:
+        out["pymalloc_arenas_mb"] = round(int(m[1]) * int(m[2]) / mb, 1)
+    m = re.search(r"# bytes in allocated blocks\s*=\s*([\d,]+)", text)
+    if m:
+        out["pymalloc_used_mb"] = round(int(m[1].replace(",", "")) / mb, 1)
+    heaps = []
+    for h in re.finditer(r'<heap nr="(\d+)">(.*?)</heap>', text, re.S):
+        body = h[2]
+        cur = re.search(r'<system type="current" size="(\d+)"', body)
+        free = re.search(
+            r'<total type="fast" count="\d+" size="(\d+)"/>\s*<total type="rest" count="\d+" size="(\d+)"', body
+        )
+        heaps.append(
+            {
+                "system_mb": round(int(cur[1]) / mb, 1) if cur else None,
+                "free_mb": round((int(free[1]) + int(free[2])) / mb, 1) if free else None,
+            }
+        )
+    out["glibc_arenas"] = heaps
+    m = re.search(r'<total type="mmap" count="(\d+)" size="(\d+)"/>\s*<system type="current"', text)
+    if m:
+        out["glibc_mmap"] = {"count": int(m[1]), "mb": round(int(m[2]) / mb, 1)}
+    return out
+
+
 class HeapSnapshots:
     """tracemalloc snapshots written by the server on SIGUSR1."""
 
@@ -291,7 +337,7 @@ def run_soak(args: argparse.Namespace, log, ctx: BenchContext) -> dict[str, Any]
     heap_dir = ctx.work_dir / "heap"
     bc = provision.bench_clinic("soak")
     extra = {"FAKE_ENGINE_ECHO_FINAL_MS": str(ECHO_FINAL_MS)}
-    if args.tracemalloc:
+    if args.tracemalloc or args.allocator_stats:
         extra["HEAP_SNAPSHOT_DIR"] = str(heap_dir)
         extra["HEAP_SNAPSHOT_FRAMES"] = str(args.heap_frames)
     env = production_env(ctx, **extra)
@@ -303,6 +349,8 @@ def run_soak(args: argparse.Namespace, log, ctx: BenchContext) -> dict[str, Any]
     try:
         time.sleep(2.0)
         idle = {"t": 0.0, "phase": "idle", **probe.sample()}
+        if args.allocator_stats:
+            idle["allocators"] = allocator_stats(server, heap_dir)
         samples.append(idle)
         log(_line(idle))
         if args.tracemalloc:
@@ -328,6 +376,8 @@ def run_soak(args: argparse.Namespace, log, ctx: BenchContext) -> dict[str, Any]
                 if line.startswith("SAMPLE "):
                     load = json.loads(line[len("SAMPLE ") :])
                     row = {"phase": "load", **load, **probe.sample()}
+                    if args.allocator_stats:
+                        row["allocators"] = allocator_stats(server, heap_dir)
                     samples.append(row)
                     log(_line(row))
                     # One interval before the RSS baseline: taking a snapshot
@@ -357,6 +407,8 @@ def run_soak(args: argparse.Namespace, log, ctx: BenchContext) -> dict[str, Any]
             time.sleep(5.0)
             waited += 5.0
         after = {"t": round(samples[-1]["t"] + waited, 1), "phase": "after", **probe.sample()}
+        if args.allocator_stats:
+            after["allocators"] = allocator_stats(server, heap_dir)
         samples.append(after)
         log(_line(after))
         if args.tracemalloc:
@@ -386,6 +438,7 @@ def _line(row: dict[str, Any]) -> str:
         f"rss={row['rss_mb']}MB {row.get('memory')} cpu={row['cpu_pct']}% fds={row['fds']} pg={row['pg']['sockets']} "
         f"redis_keys={row['redis']['keys']} p99={p.get('p99_ms')}ms n={p.get('count')} "
         f"missing={row.get('missing', '-')} load={row['loadavg'][0]}"
+        + (f" allocators={json.dumps(row['allocators'])}" if row.get("allocators") else "")
     )
 
 
@@ -656,6 +709,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--heap-frames", type=int, default=1, help="frames per traced allocation (more: who called; costs CPU)"
+    )
+    parser.add_argument(
+        "--allocator-stats",
+        action="store_true",
+        help="with every sample, pymalloc's and glibc's own statistics from the server (SIGUSR2): "
+        "where RSS that tracemalloc doesn't see lives",
     )
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md and docs/soak-rss.png")
     parser.add_argument("--report-from", metavar="JSON", help="no run: report a finished run's bench/results file")

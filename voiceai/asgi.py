@@ -1,7 +1,6 @@
 """ASGI entry point: HTTP goes to Django, WebSockets to the transcription
 consumers behind origin and auth checks."""
 
-import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -16,21 +15,27 @@ from notes.worker import note_worker_start  # noqa: E402
 from transcription.reaper import start_reaper  # noqa: E402
 from transcription.routing import WebSocketOriginGuard, install_token_redaction, websocket_urlpatterns  # noqa: E402
 from voiceai.body_limits import RequestBodyLimit  # noqa: E402
+from voiceai.ops import collector  # noqa: E402
 from voiceai.ops.cloudwatch import start_publisher as start_cloudwatch_publisher  # noqa: E402
 
 # Stream tokens ride in the query string; servers log it on connect.
 install_token_redaction()
 
-application = ProtocolTypeRouter(
-    {
-        # Body limits before Django spools a byte (and before authentication);
-        # /mcp is the MCP server for AI assistants (agents/, docs/mcp.md).
-        "http": RequestBodyLimit(with_mcp(django_asgi_app)),
-        # No AuthMiddlewareStack: the consumers read the session cookie
-        # themselves, only when there is no token and the Origin is trusted,
-        # inside their one connect-time DB call.
-        "websocket": WebSocketOriginGuard(URLRouter(websocket_urlpatterns)),
-    }
+# Every ended connection and request counts towards the next full garbage
+# collection (voiceai/ops/collector.py): the cycles they leave are only
+# freed by one.
+application = collector.FullCollectionAfterScopes(
+    ProtocolTypeRouter(
+        {
+            # Body limits before Django spools a byte (and before authentication);
+            # /mcp is the MCP server for AI assistants (agents/, docs/mcp.md).
+            "http": RequestBodyLimit(with_mcp(django_asgi_app)),
+            # No AuthMiddlewareStack: the consumers read the session cookie
+            # themselves, only when there is no token and the Origin is trusted,
+            # inside their one connect-time DB call.
+            "websocket": WebSocketOriginGuard(URLRouter(websocket_urlpatterns)),
+        }
+    )
 )
 
 # On AWS: scaling and alarm metrics to CloudWatch once a minute (no-op
@@ -46,13 +51,5 @@ start_reaper()
 # restart resumes every job; a session's end also starts its job at once.
 note_worker_start()
 
-# The start-up heap (~75k objects after django.setup()) would otherwise be
-# rescanned by every full collection, a ~45 ms stall for every stream
-# (docs/architecture.md, "Measured facts"). Freeze it once, after everything is imported.
-gc.collect()
-gc.freeze()
-# Each live stream keeps ~350 tracked objects; at 10 frames/s per stream the
-# default young-generation threshold (700) collects ~25 times a second at
-# 250 streams, with a full collection (a pause that grows with the streams:
-# ~50 ms at 200) every 5-10 s. At 50,000 they are rare (docs/benchmarks.md).
-gc.set_threshold(50_000, 10, 10)
+# The start-up heap frozen, young collections made rare (voiceai/ops/collector.py).
+collector.tune()

@@ -7,8 +7,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from prometheus_client import REGISTRY
 
-from voiceai.ops import malloc
+from voiceai.ops import collector, malloc
 
 glibc_only = pytest.mark.skipif(malloc._glibc() is None, reason="glibc's malloc_trim/mallopt")
 
@@ -76,6 +77,7 @@ def test_the_launcher_sets_the_policy_before_serving(monkeypatch):
 
     order: list[str] = []
     monkeypatch.setattr(malloc, "configure_for_long_running_server", lambda: order.append("malloc"))
+    monkeypatch.setattr(collector, "install_timing", lambda: order.append("gc timing"))
 
     class Server:
         def run(self) -> None:
@@ -84,4 +86,11 @@ def test_the_launcher_sets_the_policy_before_serving(monkeypatch):
     monkeypatch.setattr(serve, "build", lambda host, port: Server())
     monkeypatch.setattr("logging.captureWarnings", lambda capture: None)
     serve.main(["--host", "127.0.0.1", "--port", "0"])
-    assert order == ["malloc", "serve"]
+    assert order == ["malloc", "gc timing", "serve"]
+
+
+@glibc_only
+def test_it_times_every_trim_into_its_histogram():
+    before = REGISTRY.get_sample_value("voiceai_malloc_trim_seconds_count") or 0.0
+    assert malloc.release_free_memory()
+    assert REGISTRY.get_sample_value("voiceai_malloc_trim_seconds_count") == before + 1

@@ -27,11 +27,19 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import threading
+import time
+
+from voiceai.logging import get_logger
+from voiceai.ops.metrics import MALLOC_TRIM
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 MALLOC_ARENAS = 2
 TRIM_SECONDS = 60.0
 
+# As voiceai/ops/collector.py's threshold for the garbage collector.
+LONG_TRIM_SECONDS = 0.05
+
+log = get_logger(__name__)
 _trimmer: threading.Thread | None = None
 
 
@@ -48,11 +56,18 @@ def _glibc() -> ctypes.CDLL | None:
 
 def release_free_memory() -> bool:
     """Give the free pages of every malloc arena back to the kernel now;
-    False where the C library can't."""
+    False where the C library can't. Timed into
+    ``voiceai_malloc_trim_seconds``: the arena locks it holds make any thread
+    that allocates meanwhile, the event loop's included, wait."""
     libc = _glibc()
     if libc is None:
         return False
+    started = time.perf_counter()
     libc.malloc_trim(0)
+    took = time.perf_counter() - started
+    MALLOC_TRIM.observe(took)
+    if took >= LONG_TRIM_SECONDS:
+        log.warning("malloc_trim_slow", trim_ms=round(1000 * took, 1))
     return True
 
 

@@ -33,3 +33,18 @@ DURABLE_ACK_LAG = Gauge(
     "voiceai_durable_ack_lag_seconds", "Largest gap between audio received and audio durably stored, in seconds"
 )
 WS_CLOSES = Counter("voiceai_ws_closes_total", "WebSocket closes by close code", ["code"])
+# Pauses that stop the event loop, hence every stream of the process at once
+# (voiceai/ops/collector.py): a collection of 0.1 s is a second whose p99 misses
+# the 93 ms budget.
+PAUSE_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.093, 0.2, 0.5, 1.0)
+GC_PAUSE = Histogram(
+    "voiceai_gc_pause_seconds",
+    "Garbage-collector pauses of this process's interpreter, by generation",
+    ["generation"],
+    buckets=PAUSE_BUCKETS,
+)
+MALLOC_TRIM = Histogram(
+    "voiceai_malloc_trim_seconds",
+    "Time the C allocator's periodic trim held its arena locks",
+    buckets=PAUSE_BUCKETS,
+)

@@ -13,7 +13,8 @@ handler set by the app would be replaced; wrapping ``Server.handle_exit``
 is the hook that survives. Logging is left to Django's LOGGING (JSON lines):
 ``log_config=None`` keeps uvicorn from installing its plain-text handlers.
 The C allocator is set up for a process that runs for days first
-(``voiceai.ops.malloc``: two malloc arenas, free pages trimmed every minute).
+(``voiceai.ops.malloc``: two malloc arenas, free pages trimmed every minute),
+and every garbage collection is timed (``voiceai.ops.collector``).
 
 HEAP_SNAPSHOT_DIR (unset in production; ``make soak`` sets it) makes SIGUSR1
 write a tracemalloc snapshot of the process into that directory, the first
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import signal
 from types import FrameType
@@ -107,15 +109,77 @@ def install_heap_snapshots(directory: str, frames: int = 1) -> None:
         if not tracemalloc.is_tracing():
             tracemalloc.start(frames)
         # What is still reachable, not garbage waiting for the next full
-        # collection: growth that a collection would free is no leak.
+        # collection: growth that a collection would free is no leak. What
+        # it frees is counted by type first: garbage that only a collection
+        # frees (reference cycles) is what makes the collections, and the
+        # memory they leave fragmented, grow with the sessions served.
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            gc.collect()
+            census = _garbage_census(gc.garbage)
+            gc.garbage.clear()
+        finally:
+            gc.set_debug(0)
         gc.collect()
         taken[0] += 1
         path = os.path.join(directory, f"heap-{os.getpid()}-{taken[0]}.pickle")
+        with open(path.replace(".pickle", "-garbage.txt"), "w") as out:
+            out.write("\n".join(f"{n}\t{name}" for name, n in census.most_common(60)) + "\n")
         tracemalloc.take_snapshot().dump(path + ".tmp")
         os.replace(path + ".tmp", path)
 
     os.makedirs(directory, exist_ok=True)
     signal.signal(signal.SIGUSR1, snapshot)
+    signal.signal(signal.SIGUSR2, lambda _sig, _frame: write_allocator_stats(directory))
+
+
+def _garbage_census(garbage: list) -> collections.Counter[str]:
+    """Objects in reference cycles by type (module-qualified for classes,
+    qualified names for functions, coroutines and frames)."""
+    census: collections.Counter[str] = collections.Counter()
+    for obj in garbage:
+        kind = type(obj)
+        name = f"{kind.__module__}.{kind.__qualname__}"
+        code = getattr(obj, "cr_code", None) or getattr(obj, "f_code", None) or getattr(obj, "__code__", None)
+        if code is not None:
+            name += f" {code.co_qualname if hasattr(code, 'co_qualname') else code.co_name}"
+        census[name] += 1
+    return census
+
+
+def write_allocator_stats(directory: str) -> None:
+    """``<directory>/malloc-<pid>-<n>.txt``: pymalloc's arenas and pools
+    (``sys._debugmallocstats``) and glibc's arenas (``malloc_info``), the two
+    allocators whose pages tracemalloc doesn't see: a process whose traced
+    heap is flat while its RSS grows is holding them."""
+    import ctypes
+    import ctypes.util
+    import glob
+    import sys
+
+    n = len(glob.glob(os.path.join(directory, f"malloc-{os.getpid()}-*.txt"))) + 1
+    path = os.path.join(directory, f"malloc-{os.getpid()}-{n}.txt")
+    with open(path + ".tmp", "w") as out:
+        saved = os.dup(2)
+        try:
+            sys.stderr.flush()
+            os.dup2(out.fileno(), 2)  # _debugmallocstats writes to C's stderr
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is not None and hasattr(libc, "malloc_info"):
+        libc.fopen.restype = ctypes.c_void_p
+        libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+        libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+        libc.fclose.argtypes = [ctypes.c_void_p]
+        fp = libc.fopen((path + ".tmp").encode(), b"a")
+        if fp:
+            libc.malloc_info(0, fp)
+            libc.fclose(fp)
+    os.replace(path + ".tmp", path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -136,6 +200,11 @@ def main(argv: list[str] | None = None) -> None:
     # become log records too, so every line on stdout/stderr is JSON.
     django.setup(set_prefix=False)
     logging.captureWarnings(True)
+    # Every garbage collection timed into voiceai_gc_pause_seconds, the long
+    # ones logged: a collection stops every stream of the process.
+    from voiceai.ops import collector
+
+    collector.install_timing()
     if os.environ.get("HEAP_SNAPSHOT_DIR"):
         install_heap_snapshots(os.environ["HEAP_SNAPSHOT_DIR"], int(os.environ.get("HEAP_SNAPSHOT_FRAMES", "1")))
     build(args.host, args.port).run()
