@@ -65,8 +65,10 @@ def test_it_writes_a_heap_snapshot_on_sigusr1_when_asked(tmp_path):
         serve.install_heap_snapshots(str(tmp_path), frames=1)
         os.kill(os.getpid(), signal.SIGUSR1)
         os.kill(os.getpid(), signal.SIGUSR1)
-        names = sorted(p.name for p in tmp_path.iterdir())
+        names = sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".pickle")
         assert names == [f"heap-{os.getpid()}-1.pickle", f"heap-{os.getpid()}-2.pickle"]
+        # Beside each snapshot, what the collection before it freed, by type.
+        assert (tmp_path / f"heap-{os.getpid()}-1-garbage.txt").exists()
         assert isinstance(tracemalloc.Snapshot.load(str(tmp_path / names[1])), tracemalloc.Snapshot)
     finally:
         tracemalloc.stop()
