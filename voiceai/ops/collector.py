@@ -12,7 +12,7 @@ Three facts decide it (docs/benchmarks.md, "Soak" and "Garbage collector"):
 - But every connection and request that ends leaves reference cycles
   behind (asyncio tasks and their ``CancelledError`` tracebacks, uvicorn's
   protocol and its transport, DRF's serializer fields): a few hundred
-  objects, 15-25 KB with the buffers they hold, that only a *full*
+  objects, tens of KB with the buffers they hold, that only a *full*
   collection frees, because a stream's objects are old by the time it ends.
   Without one, a process serving a clinic day grew by that much per session
   for as long as it ran (``make soak``: +27 % RSS in an hour at 300
@@ -44,9 +44,13 @@ from voiceai.ops.metrics import GC_PAUSE
 # at 10 frames/s per stream the default (700) collected ~25 times a second
 # at 250 streams.
 YOUNG_THRESHOLD = 50_000
-# Ended connections and requests between two full collections: their garbage
-# (15-25 KB each for a stream) stays a few MB.
-SCOPES_PER_FULL_COLLECTION = 500
+# Ended connections and requests between two full collections. A stream's
+# garbage holds its buffers too (its audio ledger, the socket's reader): with
+# 500 the garbage waiting for a collection reached 25-35 MB of the C heap at
+# 300 streams and the heap kept that high-water mark; with 100 it stays a few
+# MB, at the price of a full collection about once a minute in a busy clinic
+# day (~45 ms at 300 streams, under the 93 ms budget).
+SCOPES_PER_FULL_COLLECTION = 100
 MIN_SECONDS_BETWEEN_FULL = 60.0
 # Long enough to matter against the 93 ms per-frame budget, rare enough that
 # a healthy process logs a handful a day.
