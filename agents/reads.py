@@ -11,11 +11,15 @@ from datetime import datetime
 from typing import Any
 
 from clinics.access import Principal, access_session
+from notes.formats import note_document
+from notes.models import NoteStatus
+from notes.services import note_read
 from sessions import formats
 from sessions.models import ConsultationSession, SessionStatus
 from sessions.search import search_hit, search_query_parse, transcript_search
 from sessions.selectors import session_list, transcript_history
 from sessions.services import transcript_read, transcript_search_audit
+from voiceai.errors import NotFound
 
 MAX_PAGE = 50
 MAX_OFFSET = 10_000
@@ -23,8 +27,12 @@ MAX_SEGMENTS_PAGE = 500
 #: A resource has no paging: its transcript is cut here (get_transcript pages).
 RESOURCE_MAX_SEGMENTS = 2000
 NO_NOTE = (
-    "No note for this consultation: VoiceAI does not write clinical notes yet; only the transcript exists "
-    "(get_transcript)."
+    "No note for this consultation yet: a draft is written after the consultation ends. Until then only the "
+    "transcript exists (get_transcript)."
+)
+UNSIGNED_NOTE = (
+    "This note is a draft (status {status}) that no clinician has signed: it may be incomplete or wrong. "
+    "Only a signed note is part of the clinical record."
 )
 
 
@@ -143,10 +151,20 @@ def transcript_get(
 
 
 def note_get(*, principal: Principal, session_id: str) -> dict[str, Any]:
-    """The consultation's note. None exist yet in the product: a clear
-    answer, never an invented note. Another clinic's id is NotFound."""
+    """The consultation's note: its latest version (the REST document:
+    sections, sentences and their evidence), audited as ``note.read`` with
+    format ``mcp``; a draft says it is unsigned. No note yet is a clear
+    answer, never an invented one. Another clinic's id is NotFound."""
     session = access_session(principal, session_id)
-    return {"session_id": str(session.pk), "note": None, "message": NO_NOTE}
+    try:
+        view = note_read(principal=principal, session=session, fmt="mcp")
+    except NotFound:
+        return {"session_id": str(session.pk), "note": None, "message": NO_NOTE}
+    document = note_document(view.note, spans=view.spans, versions=view.versions)
+    out: dict[str, Any] = {"session_id": str(session.pk), "note": document}
+    if view.note.status != NoteStatus.SIGNED:
+        out["message"] = UNSIGNED_NOTE.format(status=view.note.status)
+    return out
 
 
 def live_list(*, principal: Principal, offset: int = 0, limit: int = 20) -> dict[str, Any]:

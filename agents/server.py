@@ -236,8 +236,10 @@ async def get_transcript(
     title="Get a consultation's note",
     annotations=READ_ONLY,
     description=(
-        "The clinical note of one consultation, when one exists. VoiceAI does not write notes yet: the answer is "
-        "note = null with a message saying so; use get_transcript for what was said."
+        "The SOAP note of one consultation: its latest version, with sections (subjective, objective, assessment, "
+        "plan), sentences and the transcript segment ids each sentence is drawn from (evidence). A draft that no "
+        "clinician has signed comes with a message saying so; only a signed note is part of the record. Before a "
+        "draft exists: note = null with a message; use get_transcript for what was said."
     ),
 )
 async def get_note(ctx: Context, session_id: SessionId) -> dict[str, Any]:
@@ -291,7 +293,10 @@ async def transcript_resource(session_id: str, ctx: Context) -> dict[str, Any]:
     "consultation://{session_id}/note",
     name="consultation-note",
     title="Consultation note",
-    description="A consultation's clinical note as JSON; VoiceAI writes none yet (note = null, with a message).",
+    description=(
+        "A consultation's SOAP note as JSON (latest version, with its evidence segment ids; a draft says it is "
+        "unsigned); note = null, with a message, before a draft exists."
+    ),
     mime_type="application/json",
 )
 async def note_resource(session_id: str, ctx: Context) -> dict[str, Any]:

@@ -8,8 +8,10 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from agents import reads
+from clinics.access import Principal
 from clinics.audit import AuditAction
-from clinics.models import AuditEvent, McpKeyRoles
+from clinics.models import AuditEvent, McpKeyRoles, Role
+from sessions.models import ConsultationSession, SessionStatus, TranscriptSegment
 from tests.agents.conftest import CLIENT_NAME, inprocess_client
 from voiceai.db import db_async
 
@@ -33,6 +35,39 @@ def _set(clinic, **fields) -> None:
     for name, value in fields.items():
         setattr(clinic, name, value)
     clinic.save(update_fields=list(fields))
+
+
+@db_async
+def _draft_note(session) -> None:
+    """The extractive draft, written as the note worker would."""
+    from notes.jobs import note_jobs_run_due
+    from notes.services import note_generate
+
+    note_generate(principal=Principal(clinic=session.clinic, role=Role.ADMIN), session=session)
+    note_jobs_run_due()
+
+
+@db_async
+def _note_reads(session) -> list[dict]:
+    rows = AuditEvent.objects.filter(action=AuditAction.NOTE_READ).order_by("id")
+    return [{"format": row.details.get("format")} for row in rows if row.details.get("session_id") == str(session.pk)]
+
+
+@db_async
+def _ended_session_with_a_line(clinic) -> ConsultationSession:
+    session = ConsultationSession.objects.create(
+        clinic=clinic, language="en-US", engine="fake", status=SessionStatus.ENDED
+    )
+    TranscriptSegment.objects.create(
+        clinic=clinic,
+        session=session,
+        segment_id="b1",
+        start_ms=0,
+        end_ms=1000,
+        text="My knee hurts.",
+        speaker="patient",
+    )
+    return session
 
 
 @db_async
@@ -105,8 +140,33 @@ async def test_it_answers_that_no_note_exists_rather_than_inventing_one(consulta
         note = _data(await client.call_tool("get_note", {"session_id": str(consultations.ja.pk)}))
         resource = await client.read_resource(f"consultation://{consultations.ja.pk}/note")
     assert note["note"] is None
-    assert "No note for this consultation" in note["message"]
+    assert "No note for this consultation yet" in note["message"]
     assert json.loads(resource.contents[0].text)["note"] is None
+
+
+async def test_it_reads_the_note_draft_with_its_evidence_says_it_is_unsigned_and_audits_it(consultations):
+    await _draft_note(consultations.en)
+    async with inprocess_client(consultations.key_a_admin) as client:
+        result = _data(await client.call_tool("get_note", {"session_id": str(consultations.en.pk)}))
+        resource = json.loads(
+            (await client.read_resource(f"consultation://{consultations.en.pk}/note")).contents[0].text
+        )
+    note = result["note"]
+    assert note["status"] == "draft"
+    assert "no clinician has signed" in result["message"]
+    evidence = {e["segment_id"] for section in note["sections"] for s in section["sentences"] for e in s["evidence"]}
+    assert evidence and evidence <= {"e1", "e2"}  # drawn from this consultation's own segments
+    assert resource["note"]["version"] == note["version"]
+    assert await _note_reads(consultations.en) == [{"format": "mcp"}, {"format": "mcp"}]
+
+
+async def test_it_answers_not_found_for_another_clinics_note(consultations, clinic_b):
+    other = await _ended_session_with_a_line(clinic_b)
+    await _draft_note(other)
+    async with inprocess_client(consultations.key_a_admin) as client:
+        result = await client.call_tool("get_note", {"session_id": str(other.pk)})
+    assert result.is_error
+    assert await _note_reads(other) == []
 
 
 async def test_it_lists_what_is_live_now(consultations):
