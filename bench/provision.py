@@ -49,6 +49,16 @@ def migrate() -> None:
     from django.core.management import call_command
 
     call_command("migrate", "--noinput", verbosity=0)
+    _drop_unfinished_note_jobs()
+
+
+def _drop_unfinished_note_jobs() -> None:
+    """A run's last trial ends sessions, whose note drafts (notes/jobs.py)
+    are queued after its servers stopped: the next run's first server would
+    write them all during its trial. A benchmark's database is its own."""
+    from notes.models import ClinicalNote, NoteStatus
+
+    ClinicalNote.objects.filter(status__in=[NoteStatus.QUEUED, NoteStatus.GENERATING]).delete()
 
 
 @dataclass

@@ -7,8 +7,12 @@ Three facts decide it (docs/benchmarks.md, "Soak" and "Garbage collector"):
   relayed. A full collection walks every live stream's objects (~350 each):
   ~45 ms at 300 streams, about the 93 ms budget at 500.
 - So young collections are made rare (``tune``: the start-up heap frozen,
-  generation 0 collected after 50,000 net allocations instead of 700), and
+  generation 0 collected after 10,000 net allocations instead of 700), and
   automatic full collections all but stop: they wait for 100 young ones.
+  A young collection's pause grows with the threshold: at 50,000 one took
+  40-60 ms, and at 80 % of a core a 50 ms stall becomes a ~250 ms backlog
+  for every stream; at 10,000 the connect storm's typical second went from
+  a p99 of 40-70 ms to 12-20 ms (docs/benchmarks.md, "Crowds").
 - But every connection and request that ends leaves reference cycles
   behind (asyncio tasks and their ``CancelledError`` tracebacks, uvicorn's
   protocol and its transport, DRF's serializer fields): a few hundred
@@ -42,8 +46,8 @@ from voiceai.ops.metrics import GC_PAUSE
 
 # Young-generation threshold: each live stream keeps ~350 tracked objects;
 # at 10 frames/s per stream the default (700) collected ~25 times a second
-# at 250 streams.
-YOUNG_THRESHOLD = 50_000
+# at 250 streams, and 50,000 made each collection a 40-60 ms pause.
+YOUNG_THRESHOLD = 10_000
 # Ended connections and requests between two full collections. A stream's
 # garbage holds its buffers too (its audio ledger, the socket's reader): with
 # 500 the garbage waiting for a collection reached 25-35 MB of the C heap at
