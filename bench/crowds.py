@@ -393,15 +393,16 @@ def trial_connect_cost(
 
 
 def long_pauses(log_path: Path, started_at: float | None) -> list[dict[str, Any]]:
-    """The server's ``gc_pause`` and ``malloc_trim_slow`` log lines (pauses
-    of 50 ms or more, voiceai/ops/collector.py and malloc.py), each
+    """The server's ``gc_pause``, ``malloc_trim_slow`` and ``event_loop_lag``
+    log lines (50 ms or more: voiceai/ops/collector.py, malloc.py and
+    loop_lag.py), each
     placed in the second of the trial it happened in (from the load
     generator's wall-clock start)."""
     out: list[dict[str, Any]] = []
     if started_at is None or not log_path.exists():
         return out
     for line in log_path.read_text(errors="replace").splitlines():
-        if '"gc_pause"' not in line and '"malloc_trim_slow"' not in line:
+        if '"gc_pause"' not in line and '"malloc_trim_slow"' not in line and '"event_loop_lag"' not in line:
             continue
         try:
             rec = json.loads(line)
@@ -413,7 +414,7 @@ def long_pauses(log_path: Path, started_at: float | None) -> list[dict[str, Any]
                 "second": round(at - started_at, 2),
                 "event": rec.get("event"),
                 "generation": rec.get("generation"),
-                "ms": rec.get("pause_ms", rec.get("trim_ms")),
+                "ms": rec.get("pause_ms", rec.get("trim_ms", rec.get("lag_ms"))),
             }
         )
     return out

@@ -628,15 +628,22 @@ async def run_connect_only(spec: dict[str, Any], emit=print) -> dict[str, Any]:
     }
 
 
-def per_second(frames: list[tuple[float, float | None]], limit_ms: float) -> tuple[list[dict[str, Any]], int | None]:
+def per_second(
+    frames: list[tuple[float, float | None]], limit_ms: float, lags: list[tuple[float, float]] | None = None
+) -> tuple[list[dict[str, Any]], int | None]:
     """Frames as (send time since the first connect, latency or None if no
     reply came) -> one row per second of the run, and the first second
     from which p99 < ``limit_ms`` holds in every later second (None: it
     does not hold even in the last one). A frame without a reply counts as
-    slower than any limit."""
+    slower than any limit. ``lags``: the generator's own event-loop
+    lateness as (time, seconds late): each row gets its second's worst, so a
+    second the generator itself was held up in shows as such."""
     buckets: dict[int, list[float]] = {}
     for sent, latency in frames:
         buckets.setdefault(int(sent), []).append(float("inf") if latency is None else latency)
+    worst_lag: dict[int, float] = {}
+    for at, lag in lags or []:
+        worst_lag[int(at)] = max(worst_lag.get(int(at), 0.0), lag)
     rows = []
     for second in sorted(buckets):
         values = sorted(buckets[second])
@@ -648,6 +655,7 @@ def per_second(frames: list[tuple[float, float | None]], limit_ms: float) -> tup
                 "missing": sum(1 for v in values if v == float("inf")),
                 "p50_ms": None if _pct(values, 0.5) == float("inf") else round(_pct(values, 0.5) * 1000, 1),
                 "p99_ms": None if p99 == float("inf") else round(p99 * 1000, 1),
+                "gen_lag_ms": round(worst_lag[second] * 1000, 1) if second in worst_lag else None,
             }
         )
     holds_from = None
@@ -656,6 +664,16 @@ def per_second(frames: list[tuple[float, float | None]], limit_ms: float) -> tup
             break
         holds_from = row["second"]
     return rows, holds_from
+
+
+async def _watch_own_lag(t0: float, out: list[tuple[float, float]], interval: float = 0.02) -> None:
+    """The generator's own event-loop lateness: replies read late by a busy
+    generator would pass for a slow server."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + interval
+        await asyncio.sleep(interval)
+        out.append((time.perf_counter() - t0, max(0.0, loop.time() - due)))
 
 
 async def run_storm(spec: dict[str, Any], emit=print) -> dict[str, Any]:
@@ -673,6 +691,8 @@ async def run_storm(spec: dict[str, Any], emit=print) -> dict[str, Any]:
     # wall-clock timestamps, and the report puts them in their second.
     started_at = time.time()
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    lags: list[tuple[float, float]] = []
+    watching = asyncio.ensure_future(_watch_own_lag(t0, lags))
     connecting = asyncio.ensure_future(_connect_all(streams, {**spec, "connect_concurrency": len(streams)}, totals))
     await asyncio.sleep(duration)
     for s in streams:
@@ -681,6 +701,7 @@ async def run_storm(spec: dict[str, Any], emit=print) -> dict[str, Any]:
     await asyncio.sleep(drain)
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     emit("PHASE measure_end", flush=True)
+    watching.cancel()
     if not connecting.done():
         connecting.cancel()
     begun = [s for s in streams if s.begun]
@@ -693,7 +714,7 @@ async def run_storm(spec: dict[str, Any], emit=print) -> dict[str, Any]:
             if t < cutoff:
                 r = s.prod_recv[k]
                 frames.append((t - t0, (r - t) if r else None))
-    rows, holds_from = per_second(frames, limit_ms)
+    rows, holds_from = per_second(frames, limit_ms, lags)
     latencies = [lat for _, lat in frames if lat is not None]
     wall = t_end - t0 + drain
     cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)

@@ -369,8 +369,9 @@ def _pauses(pauses: list[dict[str, Any]] | None) -> str:
     """The server's long pauses during a trial: "gen2 92.1 ms at 14.3 s"."""
     if not pauses:
         return "none"
+    names = {"gc_pause": "gen{generation}", "malloc_trim_slow": "trim", "event_loop_lag": "loop late"}
     return ", ".join(
-        f"{'gen' + str(p['generation']) if p.get('event') == 'gc_pause' else 'trim'} {p['ms']} ms at {p['second']} s"
+        f"{names.get(p.get('event') or '', '?').format(generation=p.get('generation'))} {p['ms']} ms at {p['second']} s"
         for p in pauses
     )
 
@@ -549,18 +550,20 @@ def crowds_markdown(results: dict[str, Any]) -> str:
             f"Connect storm, per second after the first connect attempt ({storm['n']} producers; server CPU "
             f"{s0.get('cpu_pct')} % of one core over the run, load generator {lg['loadgen']['cpu_pct']} %):",
             "",
-            "| second | frames sent | without reply | p50 ms | p99 ms |",
-            "|---:|---:|---:|---:|---:|",
+            "| second | frames sent | without reply | p50 ms | p99 ms | load generator late ms (max) |",
+            "|---:|---:|---:|---:|---:|---:|",
         ]
         parts += [
-            f"| {row['second']} | {row['frames']} | {row['missing']} | {_f(row['p50_ms'])} | {_f(row['p99_ms'])} |"
+            f"| {row['second']} | {row['frames']} | {row['missing']} | {_f(row['p50_ms'])} | {_f(row['p99_ms'])} "
+            f"| {_f(row.get('gen_lag_ms'))} |"
             for row in lg["per_second"]
         ]
         if "long_pauses" in storm:
             parts += [
                 "",
-                "The server's pauses of 50 ms or more during the storm (its `gc_pause` and `malloc_trim_slow` log "
-                f"lines, seconds after the first connect attempt): {_pauses(storm['long_pauses'])}.",
+                "The server's pauses of 50 ms or more during the storm (its `gc_pause`, `malloc_trim_slow` and "
+                "`event_loop_lag` log lines — the last one whatever held the event loop, the first two their own "
+                f"cause —, seconds after the first connect attempt): {_pauses(storm['long_pauses'])}.",
             ]
     watched = c.get("watched")
     if watched and watched.get("loadgen"):

@@ -52,6 +52,12 @@ def test_it_finds_the_second_from_which_p99_holds_counting_frames_without_reply_
     assert never is None
 
 
+def test_each_second_carries_the_generators_own_worst_lateness():
+    frames = [(0.5, 0.005), (1.5, 0.005), (2.5, 0.005)]
+    rows, _ = per_second(frames, 93.0, lags=[(0.1, 0.001), (0.9, 0.004), (1.2, 0.150)])
+    assert [r["gen_lag_ms"] for r in rows] == [4.0, 150.0, None]
+
+
 async def test_it_counts_missing_duplicate_and_out_of_order_finals_per_viewer():
     # async: a Stream belongs to a running loop.
     totals = Totals()

@@ -72,6 +72,8 @@ async def test_it_exposes_stream_metrics_on_a_real_process(transactional_db, ser
     assert value(after, "voiceai_frame_to_transcript_seconds_sum") >= 0
     assert value(after, "voiceai_engine_stream_quota") == 25
     assert value(after, "voiceai_http_requests_total", status_class="2xx") >= 1
+    # The launcher watches its event loop from the start (20 ticks a second).
+    assert value(after, "voiceai_event_loop_lag_seconds_count") > value(during, "voiceai_event_loop_lag_seconds_count")
     assert finals(seen)  # the stream really produced transcripts
 
 

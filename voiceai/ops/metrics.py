@@ -43,6 +43,11 @@ GC_PAUSE = Histogram(
     ["generation"],
     buckets=PAUSE_BUCKETS,
 )
+LOOP_LAG = Histogram(
+    "voiceai_event_loop_lag_seconds",
+    "How late the event loop ran a timer set every 50 ms: whatever held the loop, every stream waited as long",
+    buckets=PAUSE_BUCKETS,
+)
 MALLOC_TRIM = Histogram(
     "voiceai_malloc_trim_seconds",
     "Time the C allocator's periodic trim held its arena locks",

@@ -14,7 +14,8 @@ is the hook that survives. Logging is left to Django's LOGGING (JSON lines):
 ``log_config=None`` keeps uvicorn from installing its plain-text handlers.
 The C allocator is set up for a process that runs for days first
 (``voiceai.ops.malloc``: two malloc arenas, free pages trimmed every minute),
-and every garbage collection is timed (``voiceai.ops.collector``).
+every garbage collection is timed (``voiceai.ops.collector``), and so is the
+event loop's lateness (``voiceai.ops.loop_lag``).
 
 HEAP_SNAPSHOT_DIR (unset in production; ``make soak`` sets it) makes SIGUSR1
 write a tracemalloc snapshot of the process into that directory, the first
@@ -44,6 +45,19 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.drain_seconds = drain_seconds
         self._drain_task: asyncio.Task | None = None
+        self._lag_task: asyncio.Task | None = None
+
+    async def startup(self, sockets: list | None = None) -> None:
+        await super().startup(sockets=sockets)
+        from voiceai.ops.loop_lag import watch_loop_lag
+
+        # Held here: the loop keeps only a weak reference to its tasks.
+        self._lag_task = asyncio.get_running_loop().create_task(watch_loop_lag())
+
+    async def shutdown(self, sockets: list | None = None) -> None:
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+        await super().shutdown(sockets=sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._drain_task is not None or self.should_exit:
