@@ -39,6 +39,7 @@ import os
 import re
 import secrets
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -478,7 +479,13 @@ def judge(samples: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, 
         sockets = s["sockets"]
         return s["fds"] - sockets["clients"] - sockets["redis"] - sockets["postgres"]
 
-    fd_growth = own_fds(end) - own_fds(base)
+    # Judged like RSS, on the same windows, by their medians: a leak moves
+    # the median, while a seal in flight holds a temporary file or two for a
+    # moment (a single sample at the load's end, where every producer
+    # closes at once, caught six).
+    fds_first = statistics.median([own_fds(s) for s in load if t_base <= s["t"] < t_base + span] or [own_fds(base)])
+    fds_last = statistics.median([own_fds(s) for s in load if s["t"] > t_end - span] or [own_fds(end)])
+    fd_growth = fds_last - fds_first
     pg_max = max(s["pg"]["sockets"] for s in load)
     redis_max = max(s["sockets"]["redis"] for s in load)
     out: dict[str, Any] = {
@@ -497,6 +504,9 @@ def judge(samples: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, 
         "fds_growth_beyond_live": fd_growth,
         "fds_own_baseline": own_fds(base),
         "fds_own_end": own_fds(end),
+        "fds_own_median_first": fds_first,
+        "fds_own_median_last": fds_last,
+        "fds_own_max": max(own_fds(s) for s in load),
         "redis_connections_max": redis_max,
         "redis_connections_end": end["sockets"]["redis"],
         "pg_max": pg_max,
@@ -586,8 +596,11 @@ def markdown(result: dict[str, Any]) -> str:
         f"| p99 < {TARGETS['p99_ms']:.0f} ms in every 30 s window | worst window {v['p99_worst_ms']} ms; "
         f"{len(v['p99_windows_over'])} window(s) over | {ok(v['p99_ok'])} |",
         f"| open fds: no growth beyond the live sessions' sockets and the bounded pools | other than clients' "
-        f"sockets and pooled connections: minute {v['baseline_minute']} {v['fds_own_baseline']}, end "
-        f"{v['fds_own_end']}, idle {v.get('fds_own_idle')} → after every session ended {v.get('fds_own_after')} "
+        f"sockets and pooled connections, median of the {v['rss_window_min']} min from minute "
+        f"{v['baseline_minute']}: {v.get('fds_own_median_first', v['fds_own_baseline'])}, of the last "
+        f"{v['rss_window_min']} min: {v.get('fds_own_median_last', v['fds_own_end'])} (single samples "
+        f"{v['fds_own_baseline']} → {v['fds_own_end']}, highest {v.get('fds_own_max', '-')}: seals in flight); "
+        f"idle {v.get('fds_own_idle')} → after every session ended {v.get('fds_own_after')} "
         f"(all fds: idle {v.get('fds_idle')}, after {v.get('fds_after')}; client sockets after: "
         f"{v.get('clients_after')}) | {ok(v['fds_ok'])} |",
         f"| PostgreSQL connections within the pool ({PG_POOL_MAX}) | at most {v['pg_max']}; minute "
