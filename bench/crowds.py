@@ -153,6 +153,10 @@ class PgConnectionSampler:
             while not self._stop.is_set():
                 self.samples.append(self.sample(conn))
                 self._stop.wait(self.interval)
+            # One at the end too: a burst shorter than the interval (a smoke
+            # test's few requests on a fast machine) would otherwise have been
+            # sampled only before its first request opened the pool.
+            self.samples.append(self.sample(conn))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="pg-sampler", daemon=True)
